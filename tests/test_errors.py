@@ -1,0 +1,55 @@
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from splat.cli import run_cli
+from splat.errors import SplatError
+from splat.io import atomic_path, write_json_atomic
+
+
+def test_message_names_file_and_field():
+    err = SplatError("must be positive", file="scene/transforms.json", field="frames[2].w")
+    assert str(err) == "scene/transforms.json: frames[2].w: must be positive"
+    assert err.file == "scene/transforms.json" and err.field == "frames[2].w"
+    assert str(SplatError("bad")) == "bad"
+
+
+def test_pickle_keeps_fields():
+    err = pickle.loads(pickle.dumps(SplatError("x", file="a", field="b")))
+    assert (err.file, err.field, err.message) == ("a", "b", "x")
+
+
+def test_run_cli_exits_2_with_one_line(capsys):
+    def main():
+        raise SplatError("no such scene", file="scenes/nope", field="--scene")
+
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: scenes/nope: --scene: no such scene\n"
+
+
+def test_run_cli_subprocess_has_no_traceback():
+    code = (
+        "from splat.cli import run_cli\n"
+        "from splat.errors import SplatError\n"
+        "def main():\n    raise SplatError('boom', file='f.json', field='k')\n"
+        "run_cli(main)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: f.json: k: boom"]
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "out.json"
+    write_json_atomic(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text().strip().startswith("{")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
