@@ -1,0 +1,279 @@
+"""3D Gaussian splats in the Inria 3DGS PLY layout: writer, reader, and covariance factorisation.
+
+The file is a binary little-endian PLY with one ``vertex`` element whose float32 properties are, in
+order::
+
+    x y z  nx ny nz  f_dc_0 f_dc_1 f_dc_2  f_rest_0 .. f_rest_{3(K-1)-1}  opacity  scale_0..2  rot_0..3
+
+This is the layout of the reference 3DGS implementation (Kerbl et al. 2023), which viewers such as
+SuperSplat, the Inria SIBR viewer and gsplat's examples read.
+
+Convention:
+    Values are *pre-activation*: ``opacity`` is the logit (``alpha = sigmoid(opacity)``), ``scale_*``
+    are natural-log standard deviations (``sigma_i = exp(scale_i)``), ``rot_*`` is the quaternion in
+    **wxyz** order (``rot_0`` is the real part; not necessarily normalised on read, we normalise on
+    write), and ``f_dc_*`` / ``f_rest_*`` are real spherical-harmonic coefficients with
+    ``rgb = 0.5 + C0 * f_dc + ...`` (``C0 = 0.28209479177387814``). ``f_rest`` is stored
+    channel-major, as Inria does: ``f_rest[c * (K - 1) + (k - 1)] = sh[k, c]`` for SH basis index
+    ``k >= 1`` and colour channel ``c``. ``K = (degree + 1) ** 2``. Normals ``nx ny nz`` are written as
+    zeros and ignored on read. Positions are world coordinates in metres (Blender world: +Z up).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from splat.errors import SplatError
+from splat.io import atomic_path
+
+SH_C0 = 0.28209479177387814
+"""Degree-0 real spherical-harmonic constant: ``rgb = 0.5 + SH_C0 * f_dc``."""
+
+_MIN_VAR = 1e-20  # eigenvalue floor when factorising a covariance (sigma >= 1e-10 m)
+
+
+class SplatCloud(NamedTuple):
+    """A set of N 3D Gaussians in pre-activation form (what a 3DGS PLY stores).
+
+    All tensors share one device and a floating dtype. ``sh_degree`` is ``sqrt(K) - 1``.
+    """
+
+    means: Tensor  # [N, 3] world positions, metres
+    sh: Tensor  # [N, K, 3] SH coefficients, K = (degree+1)^2; sh[:, 0] is the DC term
+    opacity_logits: Tensor  # [N] alpha = sigmoid(opacity_logits)
+    log_scales: Tensor  # [N, 3] sigma = exp(log_scales), along the rotation's columns
+    quats: Tensor  # [N, 4] wxyz, unit norm
+
+    @property
+    def sh_degree(self) -> int:
+        return math.isqrt(self.sh.shape[1]) - 1
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.means.shape[0]
+
+    def covariances(self) -> Tensor:  # [N, 3, 3]
+        return covariances_from_scales_quats(self.log_scales.exp(), self.quats)
+
+
+def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
+    """Colours in [0, 1] ``[..., 3]`` -> degree-0 SH coefficients ``[..., 3]`` (inverse of
+    ``0.5 + SH_C0 * dc``)."""
+    return (rgb - 0.5) / SH_C0
+
+
+def sh_dc_to_rgb(dc: Tensor) -> Tensor:
+    """Degree-0 SH coefficients ``[..., 3]`` -> view-independent colour ``[..., 3]`` (not clamped)."""
+    return 0.5 + SH_C0 * dc
+
+
+def quats_to_rotmats(quats: Tensor) -> Tensor:
+    """Unit quaternions ``[..., 4]`` (wxyz) -> rotation matrices ``[..., 3, 3]``.
+
+    Convention: wxyz, Hamilton product, the matrix rotates column vectors (``x' = R x``). The input is
+    normalised first.
+    """
+    q = quats / quats.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]
+    return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
+
+
+def rotmats_to_quats(rotmats: Tensor) -> Tensor:
+    """Rotation matrices ``[..., 3, 3]`` (det +1) -> unit quaternions ``[..., 4]`` (wxyz, w >= 0).
+
+    Shepperd's method: for each matrix the largest of ``(trace, R00, R11, R22)`` picks the branch, so
+    there is no division by a small number anywhere (robust near 180-degree rotations).
+    """
+    R = rotmats
+    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
+    tr = m00 + m11 + m22
+    # four candidate solutions, each well conditioned when its pivot is the largest
+    c0 = torch.stack([1 + tr, R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
+                      R[..., 1, 0] - R[..., 0, 1]], -1)
+    c1 = torch.stack([R[..., 2, 1] - R[..., 1, 2], 1 + m00 - m11 - m22, R[..., 0, 1] + R[..., 1, 0],
+                      R[..., 0, 2] + R[..., 2, 0]], -1)
+    c2 = torch.stack([R[..., 0, 2] - R[..., 2, 0], R[..., 0, 1] + R[..., 1, 0], 1 - m00 + m11 - m22,
+                      R[..., 1, 2] + R[..., 2, 1]], -1)
+    c3 = torch.stack([R[..., 1, 0] - R[..., 0, 1], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1],
+                      1 - m00 - m11 + m22], -1)
+    cands = torch.stack([c0, c1, c2, c3], -2)  # [..., 4, 4]
+    pivot = torch.stack([tr, m00, m11, m22], -1).argmax(-1)  # [...]
+    q = torch.gather(cands, -2, pivot[..., None, None].expand(*pivot.shape, 1, 4)).squeeze(-2)
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def covariances_from_scales_quats(scales: Tensor, quats: Tensor) -> Tensor:
+    """``Sigma = R diag(scales^2) R^T``. scales ``[..., 3]`` (standard deviations, not log),
+    quats ``[..., 4]`` wxyz -> ``[..., 3, 3]``."""
+    R = quats_to_rotmats(quats)
+    return (R * scales[..., None, :] ** 2) @ R.transpose(-1, -2)
+
+
+def covariances_to_scales_quats(covars: Tensor, *, min_scale: float = 1e-10) -> tuple[Tensor, Tensor]:
+    """Factor world covariances into (log-scales, wxyz quaternions) as 3DGS stores them.
+
+    Args:
+        covars: ``[N, 3, 3]`` symmetric positive (semi-)definite covariances, any float dtype/device.
+        min_scale: floor on the standard deviations (metres); degenerate (flat or needle) Gaussians get
+            this along their collapsed axes instead of ``log(0)``.
+
+    Returns:
+        ``(log_scales [N, 3], quats [N, 4])`` in ``covars``' dtype and device, such that
+        ``covariances_from_scales_quats(log_scales.exp(), quats)`` reproduces ``covars`` (exactly up to
+        float rounding for positive-definite inputs). Scales are sorted ascending; quaternions have
+        ``w >= 0``.
+
+    Convention: the input is symmetrised (``(S + S^T) / 2``) and factored in float64 with ``eigh``; the
+    eigenvector basis is made right-handed (det +1) by flipping one axis, which does not change the
+    covariance. Non-finite entries raise :class:`SplatError` (field ``covars[i]``); this function does
+    not differentiate (it is an export step).
+    """
+    if covars.ndim != 3 or covars.shape[1:] != (3, 3):
+        raise ValueError(f"covars must be [N, 3, 3], got {tuple(covars.shape)}")
+    bad = ~torch.isfinite(covars).reshape(covars.shape[0], -1).all(-1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise SplatError(f"{int(bad.sum())} covariance(s) are not finite (NaN or Inf)", field=f"covars[{i}]")
+    c = covars.detach().to(torch.float64)
+    c = 0.5 * (c + c.transpose(-1, -2))
+    evals, evecs = torch.linalg.eigh(c)  # ascending, orthonormal columns
+    det = torch.linalg.det(evecs)
+    evecs = torch.cat([evecs[..., :2], evecs[..., 2:] * torch.sign(det)[:, None, None]], dim=-1)
+    var = evals.clamp_min(max(min_scale**2, _MIN_VAR))
+    log_scales = 0.5 * var.log()
+    quats = rotmats_to_quats(evecs)
+    return log_scales.to(covars.dtype), quats.to(covars.dtype)
+
+
+def splats_from_world(means: Tensor, covars: Tensor, opacities: Tensor, sh: Tensor,
+                      *, min_scale: float = 1e-10, max_opacity: float = 1.0 - 1e-6) -> SplatCloud:
+    """World Gaussians (activated values, as the rasterizer takes them) -> :class:`SplatCloud`.
+
+    Args:
+        means: ``[N, 3]`` world positions.
+        covars: ``[N, 3, 3]`` world covariances (factored by :func:`covariances_to_scales_quats`).
+        opacities: ``[N]`` alphas in [0, 1]; stored as logits, clamped to
+            ``[1 - max_opacity, max_opacity]`` so the logit stays finite.
+        sh: ``[N, K, 3]`` SH coefficients, or ``[N, 3]`` colours in [0, 1] (stored as degree 0).
+    """
+    n = means.shape[0]
+    if sh.ndim == 2:
+        sh = rgb_to_sh_dc(sh)[:, None, :]
+    if means.shape != (n, 3) or opacities.shape != (n,) or sh.ndim != 3 or sh.shape[0] != n or sh.shape[2] != 3:
+        raise ValueError(
+            f"shape mismatch: means {tuple(means.shape)}, opacities {tuple(opacities.shape)}, sh {tuple(sh.shape)}")
+    log_scales, quats = covariances_to_scales_quats(covars, min_scale=min_scale)
+    o = opacities.detach().clamp(1.0 - max_opacity, max_opacity)
+    return SplatCloud(means=means.detach(), sh=sh.detach(), opacity_logits=torch.logit(o),
+                      log_scales=log_scales, quats=quats)
+
+
+def _property_names(num_rest: int) -> list[str]:
+    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+            + [f"f_rest_{i}" for i in range(num_rest)]
+            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+
+
+def splats_to_array(splats: SplatCloud) -> np.ndarray:
+    """:class:`SplatCloud` -> ``[N, P]`` float32 array in the Inria property order (see module doc)."""
+    n = splats.num_gaussians
+    k = splats.sh.shape[1]
+    if k < 1 or math.isqrt(k) ** 2 != k:
+        raise ValueError(f"sh must have a square number of coefficients (1, 4, 9, 16), got {k}")
+    for name, t, shape in (("means", splats.means, (n, 3)), ("sh", splats.sh, (n, k, 3)),
+                           ("opacity_logits", splats.opacity_logits, (n,)),
+                           ("log_scales", splats.log_scales, (n, 3)), ("quats", splats.quats, (n, 4))):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must be {list(shape)}, got {list(t.shape)}")
+    f = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+    sh = f(splats.sh)
+    rest = sh[:, 1:, :].transpose(0, 2, 1).reshape(n, 3 * (k - 1))  # channel-major, as Inria
+    q = f(splats.quats)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    cols = [f(splats.means), np.zeros((n, 3)), sh[:, 0, :], rest, f(splats.opacity_logits)[:, None],
+            f(splats.log_scales), q]
+    arr = np.concatenate(cols, axis=1).astype(np.float32)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise SplatError(f"{int(bad.sum())} Gaussian(s) have non-finite values", field=f"gaussians[{int(bad.argmax())}]")
+    return arr
+
+
+def write_splats_ply(path: str | os.PathLike, splats: SplatCloud) -> None:
+    """Write ``splats`` to ``path`` (binary little-endian PLY, Inria 3DGS layout), atomically."""
+    arr = splats_to_array(splats)
+    names = _property_names(arr.shape[1] - 17)
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {arr.shape[0]}"]
+    header += [f"property float {nm}" for nm in names]
+    header += ["end_header"]
+    data = ("\n".join(header) + "\n").encode("ascii") + np.ascontiguousarray(arr, dtype="<f4").tobytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def read_splats_ply(path: str | os.PathLike, *, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> SplatCloud:
+    """Read a 3DGS PLY (any PLY flavour plyfile reads: binary or ASCII, float or double properties).
+
+    Raises :class:`SplatError` naming the file and the field for a missing file, a file that is not a
+    PLY, a missing ``vertex`` element or property, an ``f_rest`` count that is not ``3 * ((d+1)^2 - 1)``,
+    or non-finite values. Quaternions are normalised; zero quaternions are an error.
+    """
+    from plyfile import PlyData
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SplatError("file not found", file=path)
+    try:
+        ply = PlyData.read(path)
+    except Exception as err:  # plyfile raises several types for malformed headers/bodies
+        raise SplatError(f"not a readable PLY file ({err})", file=path) from None
+    if "vertex" not in [e.name for e in ply.elements]:
+        raise SplatError("no 'vertex' element", file=path, field="vertex")
+    v = ply["vertex"].data
+    names = set(v.dtype.names or ())
+    required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+                "rot_0", "rot_1", "rot_2", "rot_3"]
+    for nm in required:
+        if nm not in names:
+            raise SplatError("missing property (not a 3DGS splat file?)", file=path, field=f"vertex.{nm}")
+    num_rest = len([nm for nm in names if nm.startswith("f_rest_")])
+    if num_rest % 3 or math.isqrt(num_rest // 3 + 1) ** 2 != num_rest // 3 + 1:
+        raise SplatError(f"{num_rest} f_rest properties; expected 3 * ((degree + 1)^2 - 1) (0, 9, 24, 45)",
+                         file=path, field="vertex.f_rest")
+    for i in range(num_rest):
+        if f"f_rest_{i}" not in names:
+            raise SplatError("f_rest properties are not numbered 0..n-1", file=path, field=f"vertex.f_rest_{i}")
+    col = lambda nm: np.asarray(v[nm], dtype=np.float64)  # noqa: E731
+    n = len(v)
+    k = num_rest // 3 + 1
+    means = np.stack([col("x"), col("y"), col("z")], -1)
+    dc = np.stack([col(f"f_dc_{c}") for c in range(3)], -1)
+    rest = (np.stack([col(f"f_rest_{i}") for i in range(num_rest)], -1) if num_rest
+            else np.zeros((n, 0)))
+    sh = np.concatenate([dc[:, None, :], rest.reshape(n, 3, k - 1).transpose(0, 2, 1)], axis=1)
+    opac = col("opacity")
+    scales = np.stack([col(f"scale_{i}") for i in range(3)], -1)
+    quats = np.stack([col(f"rot_{i}") for i in range(4)], -1)
+    for field, a in (("x/y/z", means), ("f_dc/f_rest", sh), ("opacity", opac), ("scale", scales), ("rot", quats)):
+        bad = ~np.isfinite(a.reshape(n, -1)).all(-1)
+        if bad.any():
+            raise SplatError(f"{int(bad.sum())} non-finite value(s), first at vertex {int(bad.argmax())}",
+                             file=path, field=f"vertex.{field}")
+    qn = np.linalg.norm(quats, axis=-1, keepdims=True)
+    if (qn == 0).any():
+        raise SplatError(f"zero quaternion at vertex {int((qn[:, 0] == 0).argmax())}", file=path, field="vertex.rot")
+    t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+    return SplatCloud(means=t(means), sh=t(sh), opacity_logits=t(opac), log_scales=t(scales), quats=t(quats / qn))
