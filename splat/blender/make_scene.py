@@ -1,0 +1,654 @@
+"""Ground-truth scenes rendered by Blender Cycles (CPU): RGB, z-depth, masks, GT mesh and parameters.
+
+Usage::
+
+    python -m splat.blender.make_scene --program chair --seed 3 --out DIR      # random valid params
+    python -m splat.blender.make_scene --program chair --params '{"Seat Height": 0.5}' --out DIR
+    python -m splat.blender.make_scene --mesh model.gltf --seed 0 --out DIR     # glTF / OBJ / PLY
+    python -m splat.blender.make_scene --all                                    # re-make assets/scenes
+
+Each view is rendered once; the RGB (with alpha, ``film_transparent``) comes from the render result and
+the z-depth from the same render's Z pass, written by a compositor File Output node as a float32 EXR
+that bpy reads back. The scene folder is written through :func:`splat.data.write_scene`: RGB composited
+over the manifest's ``background``, 16-bit depth in millimetres, masks, ``gt_mesh.ply`` and, for program
+scenes, ``program`` + ``gt_params``; ``manifest`` (in transforms.json) records everything needed to make
+the scene again (seed, Blender version, settings, command).
+
+Convention: Blender world (right-handed, +Z up, metres); the object stands with its base on z=0.
+Cycles' Z pass is the distance along the camera axis (z-depth, not ray length): checked by the tests by
+back-projecting depth onto the ground-truth mesh. Images are sRGB ("Standard" view transform); the
+composite ``rgb = alpha * render + (1 - alpha) * background`` is done on sRGB values, as the trainer's
+rasterizer does. A mask pixel is object when the render's alpha >= 0.5; depth is kept only on mask
+pixels. docs/conventions.md has the general conventions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from splat.blender.scene_cameras import CameraRig, CameraSettings, blender_camera_matrix, plan_cameras
+from splat.blender.scene_materials import PartMaterial, build_material, choose_part_materials
+from splat.data import Camera, write_scene
+from splat.errors import SplatError
+from splat.io import atomic_path
+
+MANIFEST_FORMAT = "splat.scene_manifest/1"
+MESH_SUFFIXES = (".gltf", ".glb", ".obj", ".ply")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Cycles settings (recorded in the manifest)."""
+
+    samples: int = 32
+    """Path-tracing samples per pixel."""
+    denoise: bool = True
+    """OpenImageDenoise on the RGB when this Blender build has it (the manifest says if it was used)."""
+    max_bounces: int = 4
+    """Total light bounces."""
+    threads: int = 2
+    """CPU render threads (0 = all cores)."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """sRGB colour the RGB images are composited over (the trainer renders with the same)."""
+    sun_strength: float = 3.0
+    """Sun irradiance (W/m^2)."""
+    sky_strength: float = 0.7
+    """Strength of the uniform sky (ambient) light."""
+
+
+@dataclass(frozen=True)
+class SensorNoise:
+    """Optional depth-sensor imperfections applied to the depth maps (not to RGB or masks).
+
+    Axial noise follows a structured-light model, ``sigma(z) = base + quad * (z - 0.4)^2`` metres
+    (Nguyen et al. 2012, Kinect); holes are dropped readings at depth discontinuities and at random.
+    """
+
+    enabled: bool = False
+    """Apply noise and holes."""
+    base: float = 0.0012
+    """Noise std at 0.4 m (m)."""
+    quad: float = 0.0019
+    """Quadratic growth of the noise std with distance (1/m)."""
+    edge_threshold: float = 0.05
+    """A pixel whose 4-neighbour depth differs by more than this (m) is an edge pixel."""
+    edge_dropout: float = 0.5
+    """Probability that an edge pixel reads nothing."""
+    random_dropout: float = 0.01
+    """Probability that any other pixel reads nothing."""
+
+
+class ObjectMesh(NamedTuple):
+    """A triangle mesh with parts, in the world frame (Blender axes, metres)."""
+
+    verts: np.ndarray  # [V, 3] float64
+    faces: np.ndarray  # [F, 3] int64, triangles
+    face_part: np.ndarray  # [F] int64, index into part_keys
+    part_keys: list[str]  # [P] equal keys = copies of one primitive (share a material)
+
+
+class SceneRequest(NamedTuple):
+    """What to render: exactly one of a program (``program`` + ``params``) or a mesh file."""
+
+    out: Path
+    seed: int
+    program: str | None = None
+    params: dict | None = None  # None: random valid parameters from the seed
+    mesh_file: Path | None = None
+
+
+# --------------------------------------------------------------------------------------- geometry
+
+
+def _triangle_areas(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """[F] areas of triangles ``faces`` [F, 3] over ``verts`` [V, 3]."""
+    a, b, c = (verts[faces[:, i]] for i in range(3))
+    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+
+
+def program_mesh(program_name: str, params: dict | None, rng: np.random.Generator):
+    """Evaluate one of our programs and realize it: returns (ObjectMesh, params used, program name).
+
+    ``params=None`` draws random valid parameters from ``rng``; given params are validated by the
+    program's ParamSpace (SplatError naming the parameter).
+    """
+    import torch
+
+    from splat.program import load_program
+
+    program = load_program(program_name)
+    if params is None:
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        sampled = program.space.sample(1, gen)
+        params = program.space.unbatch(sampled)[0]
+    params = program.space.validate(params)
+    params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
+    geometry = program.evaluate(params, dtype=torch.float64)
+    mesh = geometry.realize()
+    verts = mesh.verts[0].detach().cpu().numpy().astype(np.float64)
+    faces = mesh.faces.cpu().numpy().astype(np.int64)
+    face_part = mesh.face_part.cpu().numpy().astype(np.int64)
+    keep = mesh.face_active[0].cpu().numpy().astype(bool)
+    faces, face_part = faces[keep], face_part[keep]
+    used = np.unique(faces)
+    remap = np.full(len(verts), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    verts, faces = verts[used], remap[faces]
+    keys = []
+    for part in geometry.parts:
+        k = part.key
+        keys.append(f"{k.tree}/{k.node}/{k.kind}/{'x'.join(str(t) for t in k.topology)}")
+    return ObjectMesh(verts, faces, face_part, keys), params, program.name
+
+
+def place_on_ground(mesh: ObjectMesh) -> tuple[ObjectMesh, np.ndarray]:
+    """Translate a mesh so its base is on z=0 (x, y unchanged); returns (mesh, [3] translation)."""
+    offset = np.array([0.0, 0.0, -float(mesh.verts[:, 2].min())])
+    return mesh._replace(verts=mesh.verts + offset), offset
+
+
+# ------------------------------------------------------------------------------------------- bpy
+
+
+def _bpy():
+    try:
+        import bpy
+    except ImportError:
+        raise SplatError("the scene maker needs Blender as a Python module: pip install 'splat[blender]'",
+                         field="bpy") from None
+    return bpy
+
+
+def _reset(bpy) -> None:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def _add_object_mesh(bpy, mesh: ObjectMesh, materials: list[PartMaterial]):
+    me = bpy.data.meshes.new("object")
+    me.from_pydata(mesh.verts.tolist(), [], mesh.faces.tolist())
+    me.validate(clean_customdata=False)
+    unique: list[PartMaterial] = []
+    slot_of_part = []
+    for m in materials:
+        if m not in unique:
+            unique.append(m)
+        slot_of_part.append(unique.index(m))
+    for i, m in enumerate(unique):
+        me.materials.append(build_material(bpy, m, f"{m.kind}_{m.name}_{i}"))
+    slots = np.asarray(slot_of_part, dtype=np.int64)[mesh.face_part] if len(slot_of_part) else np.zeros(
+        len(mesh.faces), dtype=np.int64)
+    me.polygons.foreach_set("material_index", slots.astype(np.int32))
+    me.update()
+    obj = bpy.data.objects.new("object", me)
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def _import_mesh_file(bpy, path: Path) -> ObjectMesh:
+    """Import a glTF/OBJ/PLY, place it (x/y-centred, base on z=0) and return its world triangles."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise SplatError("mesh file does not exist", file=path, field="--mesh")
+    if suffix not in MESH_SUFFIXES:
+        raise SplatError(f"unsupported mesh type {suffix!r}; use one of {list(MESH_SUFFIXES)}", file=path,
+                         field="--mesh")
+    try:
+        if suffix in (".gltf", ".glb"):
+            bpy.ops.import_scene.gltf(filepath=str(path))
+        elif suffix == ".obj":
+            bpy.ops.wm.obj_import(filepath=str(path), forward_axis="NEGATIVE_Z", up_axis="Y")
+        else:
+            bpy.ops.wm.ply_import(filepath=str(path), forward_axis="NEGATIVE_Z", up_axis="Y")
+    except RuntimeError as err:
+        raise SplatError(f"Blender cannot import it: {err}", file=path, field="--mesh") from None
+    mesh = _world_triangles(bpy)
+    if len(mesh.faces) == 0:
+        raise SplatError("the file has no triangles", file=path, field="--mesh")
+    lo, hi = mesh.verts.min(0), mesh.verts.max(0)
+    offset = np.array([-(lo[0] + hi[0]) / 2, -(lo[1] + hi[1]) / 2, -lo[2]])
+    for obj in bpy.context.scene.objects:
+        if obj.parent is None:
+            obj.location = (obj.location[0] + offset[0], obj.location[1] + offset[1], obj.location[2] + offset[2])
+    bpy.context.view_layer.update()
+    return _world_triangles(bpy)
+
+
+def _world_triangles(bpy) -> ObjectMesh:
+    """All visible mesh objects of the scene, evaluated and triangulated, in world coordinates."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    verts, faces, face_part, keys = [], [], [], []
+    base = 0
+    for obj in bpy.context.scene.objects:
+        if obj.type != "MESH":
+            continue
+        ev = obj.evaluated_get(depsgraph)
+        me = ev.to_mesh()
+        me.calc_loop_triangles()
+        n_v, n_t = len(me.vertices), len(me.loop_triangles)
+        co = np.empty(n_v * 3, dtype=np.float64)
+        me.vertices.foreach_get("co", co)
+        tri = np.empty(n_t * 3, dtype=np.int64)
+        me.loop_triangles.foreach_get("vertices", tri)
+        mw = np.array(ev.matrix_world)
+        co = co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
+        ev.to_mesh_clear()
+        verts.append(co)
+        faces.append(tri.reshape(-1, 3) + base)
+        face_part.append(np.full(n_t, len(keys), dtype=np.int64))
+        keys.append(obj.name)
+        base += n_v
+    if not verts:
+        return ObjectMesh(np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros(0, np.int64), [])
+    return ObjectMesh(np.concatenate(verts), np.concatenate(faces), np.concatenate(face_part), keys)
+
+
+def _setup_world_and_lights(bpy, settings: RenderSettings, rng: np.random.Generator) -> dict:
+    """Uniform sky (ambient) + one sun at a seeded azimuth; returns the lighting record."""
+    scene = bpy.context.scene
+    world = bpy.data.worlds.new("world")
+    world.use_nodes = True
+    bg = world.node_tree.nodes["Background"]
+    sky = (0.80, 0.85, 0.95)
+    bg.inputs["Color"].default_value = (*sky, 1.0)
+    bg.inputs["Strength"].default_value = settings.sky_strength
+    scene.world = world
+    azimuth = float(rng.uniform(0.0, 360.0))
+    elevation = float(rng.uniform(35.0, 65.0))
+    sun_data = bpy.data.lights.new("sun", type="SUN")
+    sun_data.energy = settings.sun_strength
+    sun_data.angle = math.radians(8.0)
+    sun = bpy.data.objects.new("sun", sun_data)
+    # A sun shines along its local -Z: point -Z from the sun direction towards the origin.
+    sun.rotation_euler = (math.radians(90.0 - elevation), 0.0, math.radians(azimuth + 90.0))
+    scene.collection.objects.link(sun)
+    return {"sky_color_linear": list(sky), "sky_strength": settings.sky_strength,
+            "sun_strength": settings.sun_strength, "sun_azimuth_deg": azimuth, "sun_elevation_deg": elevation,
+            "sun_angle_deg": 8.0}
+
+
+def _setup_render(bpy, cams: CameraSettings, settings: RenderSettings, seed: int, depth_dir: Path) -> bool:
+    """Cycles CPU settings + compositor writing the Z pass to EXR; returns whether OIDN is used."""
+    import _cycles  # Blender's Cycles module, present whenever bpy has Cycles
+
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = settings.samples
+    scene.cycles.seed = seed
+    scene.cycles.use_animated_seed = False
+    scene.cycles.max_bounces = settings.max_bounces
+    denoise = bool(settings.denoise and getattr(_cycles, "with_openimagedenoise", False))
+    scene.cycles.use_denoising = denoise
+    if denoise:
+        scene.cycles.denoiser = "OPENIMAGEDENOISE"
+    scene.render.resolution_x = cams.width
+    scene.render.resolution_y = cams.height
+    scene.render.resolution_percentage = 100
+    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
+    scene.render.film_transparent = True
+    scene.render.use_persistent_data = True
+    scene.render.threads_mode = "FIXED" if settings.threads > 0 else "AUTO"
+    if settings.threads > 0:
+        scene.render.threads = settings.threads
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.render.image_settings.color_depth = "8"
+    scene.view_layers[0].use_pass_z = True
+    scene.use_nodes = True
+    tree = scene.node_tree
+    for node in list(tree.nodes):
+        tree.nodes.remove(node)
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    composite = tree.nodes.new("CompositorNodeComposite")
+    tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
+    out = tree.nodes.new("CompositorNodeOutputFile")
+    out.base_path = str(depth_dir)
+    out.format.file_format = "OPEN_EXR"
+    out.format.color_depth = "32"
+    out.format.exr_codec = "ZIP"
+    out.file_slots[0].path = "depth_"
+    tree.links.new(layers.outputs["Depth"], out.inputs[0])
+    return denoise
+
+
+def _set_camera(bpy, camera: Camera, cams: CameraSettings):
+    scene = bpy.context.scene
+    if scene.camera is None:
+        data = bpy.data.cameras.new("camera")
+        obj = bpy.data.objects.new("camera", data)
+        scene.collection.objects.link(obj)
+        scene.camera = obj
+    obj = scene.camera
+    obj.data.lens = cams.focal_mm
+    obj.data.sensor_width = cams.sensor_width_mm
+    obj.data.sensor_fit = "HORIZONTAL"
+    obj.data.shift_x = obj.data.shift_y = 0.0
+    obj.data.clip_start = 0.01
+    obj.data.clip_end = 1000.0
+    import mathutils
+
+    obj.matrix_world = mathutils.Matrix(blender_camera_matrix(camera).tolist())
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence Blender's per-sample progress lines (C-level stdout) while rendering."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _render_view(bpy, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Render the current camera; returns (rgba [H, W, 4] uint8 straight alpha, z [H, W] float32)."""
+    import imageio.v3 as iio
+
+    scene = bpy.context.scene
+    scene.render.filepath = str(tmp / "rgba.png")
+    for f in (tmp / "depth").glob("*.exr"):
+        f.unlink()
+    with _quiet_stdout():
+        bpy.ops.render.render(write_still=True)
+    rgba = np.asarray(iio.imread(tmp / "rgba.png"))
+    exrs = sorted((tmp / "depth").glob("*.exr"))
+    if len(exrs) != 1:
+        raise RuntimeError(f"expected one depth EXR from the compositor, found {exrs}")
+    img = bpy.data.images.load(str(exrs[0]), check_existing=False)
+    try:
+        img.colorspace_settings.name = "Non-Color"
+        w, h = img.size
+        px = np.empty(w * h * 4, dtype=np.float32)
+        img.pixels.foreach_get(px)
+    finally:
+        bpy.data.images.remove(img)
+    z = np.flipud(px.reshape(h, w, 4)[:, :, 0]).copy()  # Blender images start at the bottom row
+    return rgba, z
+
+
+# ----------------------------------------------------------------------------------- post-process
+
+
+def composite_over(rgba: np.ndarray, background) -> np.ndarray:
+    """[H, W, 4] uint8 straight-alpha sRGB -> [H, W, 3] float32 sRGB over a constant background."""
+    a = rgba[:, :, 3:4].astype(np.float32) / 255.0
+    rgb = rgba[:, :, :3].astype(np.float32) / 255.0
+    return a * rgb + (1.0 - a) * np.asarray(background, dtype=np.float32)
+
+
+def clean_depth(z: np.ndarray, mask: np.ndarray, far: float) -> np.ndarray:
+    """Keep Z-pass depth on mask pixels with a finite hit closer than ``far``; else 0. [H, W] float32."""
+    ok = mask & np.isfinite(z) & (z > 0) & (z < far)
+    return np.where(ok, z, 0.0).astype(np.float32)
+
+
+def add_sensor_noise(depth: np.ndarray, noise: SensorNoise, rng: np.random.Generator) -> np.ndarray:
+    """Axial Gaussian noise growing with distance plus holes at edges and at random. [H, W] -> [H, W]."""
+    d = depth.astype(np.float64)
+    valid = d > 0
+    sigma = noise.base + noise.quad * (d - 0.4) ** 2
+    noisy = d + rng.standard_normal(d.shape) * sigma
+    pad = np.pad(d, 1, mode="edge")
+    jump = np.zeros_like(d, dtype=bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        jump |= np.abs(pad[dy:dy + d.shape[0], dx:dx + d.shape[1]] - d) > noise.edge_threshold
+    drop = np.where(jump, rng.random(d.shape) < noise.edge_dropout, rng.random(d.shape) < noise.random_dropout)
+    keep = valid & ~drop & (noisy > 0)
+    return np.where(keep, noisy, 0.0).astype(np.float32)
+
+
+def write_mesh_ply(path: Path, mesh: ObjectMesh) -> None:
+    """Binary PLY with float32 vertices, triangle faces and a per-face ``part`` index, atomically."""
+    from plyfile import PlyData, PlyElement
+
+    v = np.empty(len(mesh.verts), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    v["x"], v["y"], v["z"] = mesh.verts.T
+    f = np.empty(len(mesh.faces), dtype=[("vertex_indices", "i4", (3,)), ("part", "i4")])
+    f["vertex_indices"] = mesh.faces
+    f["part"] = mesh.face_part
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(v, "vertex"), PlyElement.describe(f, "face")]).write(str(tmp))
+
+
+def read_mesh_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a triangle PLY (as written by :func:`write_mesh_ply`): ([V, 3] float64, [F, 3] int64)."""
+    from plyfile import PlyData
+
+    data = PlyData.read(str(path))
+    v = data["vertex"]
+    verts = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
+    faces = np.stack(data["face"]["vertex_indices"]).astype(np.int64)
+    return verts, faces
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSettings(),
+               render: RenderSettings = RenderSettings(), noise: SensorNoise = SensorNoise(),
+               object_mesh: ObjectMesh | None = None, command: str | None = None) -> Path:
+    """Render a scene folder; returns the path of its transforms.json.
+
+    The object is one of: ``request.program`` (our program, ``request.params`` or random valid ones),
+    ``request.mesh_file`` (a glTF/OBJ/PLY with its own materials), or ``object_mesh`` (an in-memory
+    mesh, world frame, rendered with procedural materials, used by tests). Randomness (parameters,
+    materials, sun, cameras, sensor noise) comes from independent streams of ``request.seed``; the
+    Cycles seed is ``request.seed`` too, so the same request makes the same scene.
+    """
+    bpy = _bpy()
+    given = [request.program is not None, request.mesh_file is not None, object_mesh is not None]
+    if sum(given) != 1:
+        raise SplatError("give exactly one of --program or --mesh", field="--program/--mesh")
+    if request.params is not None and request.program is None:
+        raise SplatError("--params needs --program", field="--params")
+    if not (0 <= request.seed < 2**31):
+        raise SplatError(f"must be in [0, 2^31), got {request.seed}", field="--seed")
+    seq = np.random.SeedSequence(request.seed)
+    rng_params, rng_materials, rng_light, rng_cameras, rng_noise = (np.random.default_rng(s) for s in seq.spawn(5))
+
+    out = Path(request.out)
+    _reset(bpy)
+    source: dict = {}
+    program_name, gt_params = None, None
+    material_record = None
+    offset = np.zeros(3)
+    if request.mesh_file is not None:
+        path = Path(request.mesh_file)
+        mesh = _import_mesh_file(bpy, path)
+        source = {"kind": "mesh_file", "file": path.name, "sha256": _file_sha256(path)}
+        material_record = "from the file"
+    else:
+        if request.program is not None:
+            mesh, gt_params, program_name = program_mesh(request.program, request.params, rng_params)
+            source = {"kind": "program", "program": program_name, "params_given": request.params is not None}
+        else:
+            mesh = object_mesh
+            source = {"kind": "object_mesh", "n_verts": int(len(mesh.verts)), "n_faces": int(len(mesh.faces))}
+        if len(mesh.faces) == 0:
+            raise SplatError("the object has no faces (every part is inactive?)", field="params")
+        mesh, offset = place_on_ground(mesh)
+        areas = _triangle_areas(mesh.verts, mesh.faces)
+        part_areas = np.bincount(mesh.face_part, weights=areas, minlength=len(mesh.part_keys))
+        mats = choose_part_materials(list(mesh.part_keys), part_areas.tolist(), rng_materials)
+        _add_object_mesh(bpy, mesh, mats)
+        material_record = [{"part": k, **m.to_json()} for k, m in zip(mesh.part_keys, mats)]
+
+    lighting = _setup_world_and_lights(bpy, render, rng_light)
+    lo, hi = mesh.verts.min(0), mesh.verts.max(0)
+    rig: CameraRig = plan_cameras(lo, hi, cameras, rng_cameras)
+    views = rig.train + rig.test
+    far = 10.0 * (np.linalg.norm(views[0].center - rig.look_at) + rig.radius)
+
+    images, depths, masks = [], [], []
+    with tempfile.TemporaryDirectory(prefix="make_scene_") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "depth").mkdir()
+        denoised = _setup_render(bpy, cameras, render, request.seed, tmp / "depth")
+        for cam in views:
+            _set_camera(bpy, cam, cameras)
+            rgba, z = _render_view(bpy, tmp)
+            mask = rgba[:, :, 3] >= 128
+            depth = clean_depth(z, mask, far)
+            if noise.enabled:
+                depth = add_sensor_noise(depth, noise, rng_noise)
+            images.append(composite_over(rgba, render.background))
+            depths.append(depth)
+            masks.append(mask)
+
+    write_mesh_ply(out / "gt_mesh.ply", mesh)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "seed": int(request.seed),
+        "command": command,
+        "blender_version": bpy.app.version_string,
+        "source": source,
+        "placement_offset": offset.tolist(),
+        "render": {**asdict(render), "engine": "CYCLES", "device": "CPU", "cycles_seed": int(request.seed),
+                   "denoiser": "OPENIMAGEDENOISE" if denoised else None, "view_transform": "Standard",
+                   "film_transparent": True, "mask_alpha_threshold": 0.5},
+        "cameras": {**asdict(cameras), "look_at": rig.look_at.tolist(), "bounding_radius": rig.radius},
+        "sensor_noise": asdict(noise),
+        "materials": material_record,
+        "lighting": lighting,
+    }
+    return write_scene(
+        out, views, images, depths=depths, masks=masks,
+        split={"train": [c.name for c in rig.train], "test": [c.name for c in rig.test]},
+        program=program_name, gt_params=gt_params,
+        extras={"background": list(render.background), "gt_mesh": "gt_mesh.ply", "manifest": manifest},
+    )
+
+
+# ---------------------------------------------------------------------------------- shipped scenes
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "scenes"
+POLYHAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "polyhaven"
+
+
+@dataclass(frozen=True)
+class ShippedScene:
+    """One scene of assets/scenes: name, source and seed (the parameters of program scenes are explicit,
+    chosen away from the programs' defaults)."""
+
+    name: str
+    seed: int
+    program: str | None = None
+    params: dict | None = None
+    mesh_file: str | None = None  # file name in ../shared/data/polyhaven
+    cameras: CameraSettings = field(default_factory=CameraSettings)
+
+
+SHIPPED: tuple[ShippedScene, ...] = (
+    ShippedScene("stool", seed=11, mesh_file="painted_wooden_stool_1k.gltf"),
+)
+
+
+def make_shipped(names: list[str] | None = None, root: Path = ASSETS, polyhaven: Path = POLYHAVEN) -> list[Path]:
+    """(Re-)make the shipped scenes (all, or those named) under ``root``; returns their transforms.json."""
+    known = {s.name: s for s in SHIPPED}
+    for n in names or []:
+        if n not in known:
+            raise SplatError(f"unknown shipped scene {n!r}; have {sorted(known)}", field="--only")
+    written = []
+    for s in SHIPPED:
+        if names and s.name not in names:
+            continue
+        req = SceneRequest(out=root / s.name, seed=s.seed, program=s.program, params=s.params,
+                           mesh_file=None if s.mesh_file is None else polyhaven / s.mesh_file)
+        cmd = f"python -m splat.blender.make_scene --all --only {s.name}"
+        print(f"[make_scene] {s.name} -> {req.out}", flush=True)
+        written.append(make_scene(req, cameras=s.cameras, command=cmd))
+    return written
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def _parse_params(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    src = Path(text)
+    try:
+        if not text.lstrip().startswith("{") and src.is_file():
+            value = json.loads(src.read_text())
+        else:
+            value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SplatError(f"not valid JSON: {err}", field="--params") from None
+    if not isinstance(value, dict):
+        raise SplatError("must be a JSON object {name: value}", field="--params")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    d, r = CameraSettings(), RenderSettings()
+    p = argparse.ArgumentParser(prog="python -m splat.blender.make_scene", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--program", help="our program name (programs/<name>) or path")
+    src.add_argument("--mesh", type=Path, help="mesh file Blender imports (.gltf/.glb/.obj/.ply)")
+    src.add_argument("--all", action="store_true", help="re-make the shipped scenes in assets/scenes")
+    p.add_argument("--only", nargs="*", help="with --all: only these shipped scenes")
+    p.add_argument("--params", help="JSON object (or a .json file) of program parameters; default: random valid")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--out", type=Path, help="output scene folder")
+    p.add_argument("--width", type=int, default=d.width)
+    p.add_argument("--height", type=int, default=d.height)
+    p.add_argument("--n-train", type=int, default=d.n_train)
+    p.add_argument("--n-test", type=int, default=d.n_test)
+    p.add_argument("--focal-mm", type=float, default=d.focal_mm)
+    p.add_argument("--samples", type=int, default=r.samples)
+    p.add_argument("--no-denoise", action="store_true")
+    p.add_argument("--threads", type=int, default=r.threads, help="render threads (0 = all cores)")
+    p.add_argument("--sensor-noise", action="store_true", help="add depth-sensor noise and holes")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    if args.all:
+        make_shipped(args.only or None)
+        return
+    if args.out is None:
+        raise SplatError("is required (the scene folder to write)", field="--out")
+    cams = replace(CameraSettings(), width=args.width, height=args.height, n_train=args.n_train,
+                   n_test=args.n_test, focal_mm=args.focal_mm)
+    render = replace(RenderSettings(), samples=args.samples, denoise=not args.no_denoise, threads=args.threads)
+    if render.samples < 1:
+        raise SplatError(f"must be >= 1, got {render.samples}", field="--samples")
+    req = SceneRequest(out=args.out, seed=args.seed, program=args.program, params=_parse_params(args.params),
+                       mesh_file=args.mesh)
+    command = "python -m splat.blender.make_scene " + " ".join(shlex.quote(a) for a in argv)
+    path = make_scene(req, cameras=cams, render=render, noise=SensorNoise(enabled=args.sensor_noise),
+                      command=command)
+    print(path)
+
+
+if __name__ == "__main__":
+    from splat.cli import run_cli
+
+    run_cli(main)

@@ -1,0 +1,160 @@
+"""Camera rigs for rendered scenes: views on a sphere around an object, train and held-out test split.
+
+Pure numpy (no bpy), so the rig can be planned, tested and recorded without Blender.
+
+Convention: world is Blender's (right-handed, +Z up, metres). Cameras are returned as
+:class:`splat.data.Camera` (``viewmat`` world->camera in OpenCV axes, ``K`` in pixels, pixel centres at
++0.5, see docs/conventions.md). Every camera looks at the object's bounding-box centre with no roll
+(image "up" is the projection of world +Z). Intrinsics are those of a real camera: a focal length in
+millimetres over a sensor width in millimetres (the defaults, 35 mm over 36 mm, are a 35 mm-equivalent
+"normal-wide" lens), square pixels, principal point at the image centre, fitted horizontally (Blender's
+``sensor_fit = 'HORIZONTAL'``), so ``fx = fy = focal_mm / sensor_width_mm * width``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from splat.data.camera import Camera, intrinsics_matrix, viewmat_to_opengl_c2w
+from splat.errors import SplatError
+
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618..., low-discrepancy step for elevations
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """How the views of a rendered scene are placed."""
+
+    n_train: int = 24
+    """Number of training views."""
+    n_test: int = 8
+    """Number of held-out test views (placed between training views, never on top of one)."""
+    width: int = 256
+    """Image width in pixels."""
+    height: int = 256
+    """Image height in pixels."""
+    focal_mm: float = 35.0
+    """Lens focal length in millimetres."""
+    sensor_width_mm: float = 36.0
+    """Sensor width in millimetres (36 = full frame, so focal_mm is the 35 mm-equivalent focal length)."""
+    elevation_deg: tuple[float, float] = (10.0, 60.0)
+    """Range of camera elevations above the horizontal plane through the look-at point, degrees."""
+    distance_scale: tuple[float, float] = (1.05, 1.35)
+    """Range of camera distances, in units of the distance at which the bounding sphere just fills the
+    narrower field of view."""
+
+
+class CameraRig(NamedTuple):
+    """Planned views. ``train`` and ``test`` are disjoint lists of cameras named ``train_XXX``/``test_XXX``."""
+
+    train: list[Camera]  # n_train cameras
+    test: list[Camera]  # n_test cameras
+    look_at: np.ndarray  # [3] world point every camera looks at (bounding-box centre)
+    radius: float  # bounding-sphere radius used to choose distances (metres)
+
+
+def validate_camera_settings(s: CameraSettings) -> None:
+    """Raise SplatError naming the field when a setting is out of range."""
+    checks = [
+        ("n_train", s.n_train >= 1, "must be >= 1"),
+        ("n_test", s.n_test >= 0, "must be >= 0"),
+        ("width", 8 <= s.width <= 8192, "must be in [8, 8192]"),
+        ("height", 8 <= s.height <= 8192, "must be in [8, 8192]"),
+        ("focal_mm", s.focal_mm > 0, "must be > 0"),
+        ("sensor_width_mm", s.sensor_width_mm > 0, "must be > 0"),
+        ("elevation_deg", -89.0 <= s.elevation_deg[0] <= s.elevation_deg[1] <= 89.0,
+         "must be (low, high) with -89 <= low <= high <= 89"),
+        ("distance_scale", 0.5 <= s.distance_scale[0] <= s.distance_scale[1],
+         "must be (low, high) with 0.5 <= low <= high"),
+    ]
+    for field, ok, why in checks:
+        if not ok:
+            raise SplatError(f"{why}, got {getattr(s, field)!r}", field=f"cameras.{field}")
+
+
+def intrinsics(s: CameraSettings) -> np.ndarray:
+    """[3, 3] float64 K of the settings' real camera (horizontal sensor fit, centred principal point)."""
+    f = s.focal_mm / s.sensor_width_mm * s.width
+    return intrinsics_matrix(f, f, s.width / 2.0, s.height / 2.0)
+
+
+def look_at_viewmat(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """[4, 4] world->camera (OpenCV axes) for a camera at ``eye`` [3] looking at ``target`` [3], no roll.
+
+    Image up is world +Z projected on the image plane; the view direction must not be vertical.
+    """
+    eye = np.asarray(eye, dtype=np.float64)
+    fwd = np.asarray(target, dtype=np.float64) - eye
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    n = np.linalg.norm(right)
+    if n < 1e-9:
+        raise ValueError("look_at_viewmat: view direction is vertical, roll is undefined")
+    right /= n
+    down = np.cross(fwd, right)
+    r = np.stack([right, down, fwd])  # rows: camera x, y, z axes in world coordinates
+    v = np.eye(4)
+    v[:3, :3] = r
+    v[:3, 3] = -r @ eye
+    return v
+
+
+def plan_cameras(bbox_min: np.ndarray, bbox_max: np.ndarray, settings: CameraSettings,
+                 rng: np.random.Generator) -> CameraRig:
+    """Place ``n_train + n_test`` cameras on a sphere around an axis-aligned bounding box.
+
+    All views share one azimuth ring of ``n_train + n_test`` evenly spaced slots (with a random global
+    rotation and a small per-slot jitter); every ``(n_train + n_test) / n_test``-th slot is a test view,
+    so each test view sits between two training views instead of on one. Elevations follow a
+    golden-ratio sequence over ``elevation_deg`` (shuffled offset), distances are uniform in
+    ``distance_scale`` times the fill distance. Deterministic given ``rng``'s state.
+
+    Args:
+        bbox_min, bbox_max: [3] world bounding box of the object.
+        settings: the rig's settings (validated here).
+        rng: numpy Generator; the only randomness used.
+    """
+    validate_camera_settings(settings)
+    lo = np.asarray(bbox_min, dtype=np.float64)
+    hi = np.asarray(bbox_max, dtype=np.float64)
+    centre = (lo + hi) / 2.0
+    radius = float(np.linalg.norm(hi - lo) / 2.0)
+    if not radius > 0:
+        raise SplatError("object bounding box is empty (zero size)", field="mesh")
+    K = intrinsics(settings)
+    half_fov = math.atan(min(settings.width, settings.height) / 2.0 / K[0, 0])
+    fill = radius / math.sin(half_fov)
+
+    total = settings.n_train + settings.n_test
+    test_slots = set()
+    if settings.n_test:
+        step = total / settings.n_test
+        test_slots = {int(math.floor((j + 0.5) * step)) % total for j in range(settings.n_test)}
+    az0 = rng.uniform(0.0, 2.0 * math.pi)
+    jitter = rng.uniform(-0.2, 0.2, size=total)
+    elev_u0 = rng.uniform(0.0, 1.0)
+    dist_u = rng.uniform(0.0, 1.0, size=total)
+    e_lo, e_hi = (math.radians(e) for e in settings.elevation_deg)
+    d_lo, d_hi = settings.distance_scale
+
+    train, test = [], []
+    for slot in range(total):
+        az = az0 + 2.0 * math.pi * (slot + jitter[slot]) / total
+        el = e_lo + (e_hi - e_lo) * ((elev_u0 + slot * _GOLDEN) % 1.0)
+        dist = fill * (d_lo + (d_hi - d_lo) * dist_u[slot])
+        eye = centre + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        vm = look_at_viewmat(eye, centre)
+        is_test = slot in test_slots
+        group = test if is_test else train
+        name = f"{'test' if is_test else 'train'}_{len(group):03d}"
+        group.append(Camera(K=K, viewmat=vm, width=settings.width, height=settings.height, name=name))
+    return CameraRig(train=train, test=test, look_at=centre, radius=radius)
+
+
+def blender_camera_matrix(camera: Camera) -> np.ndarray:
+    """[4, 4] Blender ``matrix_world`` of a camera object (camera->world, Blender/OpenGL camera axes)."""
+    return viewmat_to_opengl_c2w(camera.viewmat)
