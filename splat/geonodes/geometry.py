@@ -1,0 +1,176 @@
+"""Unrealized, batched geometry: a packed set of parts, each a canonical primitive with a transform.
+
+Convention: every tensor has a leading population dimension ``B``. A part's world vertices are
+``transform @ [local; 1]`` with ``local = shape_map @ canonical`` for affine kinds (every kind but the
+cone, whose exact local vertices come from :meth:`Part.local_verts`). Transforms are ``[B, 4, 4]``
+column-vector matrices (world = M @ p), Blender's world (right-handed, +Z up, metres). Parts inactive for
+a batch element are kept with ``active[b] = False`` (heterogeneous batching).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping, NamedTuple
+
+import torch
+from torch import Tensor
+
+from splat.geonodes.primitives import CanonicalMesh, PrimitiveKey, canonical_mesh, local_vertices, shape_map
+
+
+@dataclass(frozen=True, eq=False)
+class Part:
+    """One primitive of a Geometry.
+
+    Attributes:
+        key: which canonical primitive this is (tree, node, kind, topology); equal keys = copies.
+        shape: the primitive's shape parameters, e.g. cube ``size`` [B, 3]; cylinder ``radius`` and
+            ``depth`` [B]; cone ``radius_top``, ``radius_bottom``, ``depth`` [B]; uv sphere ``radius``
+            [B]; grid ``size_x``, ``size_y`` [B]; point: none.
+        transform: accumulated local -> world transform, [B, 4, 4].
+        active: whether each batch element has this part, [B] bool.
+    """
+
+    key: PrimitiveKey
+    shape: Mapping[str, Tensor]
+    transform: Tensor  # [B, 4, 4]
+    active: Tensor  # [B] bool
+
+    @property
+    def kind(self) -> str:
+        return self.key.kind
+
+    @property
+    def affine(self) -> bool:
+        """True when ``local = shape_map @ canonical.verts`` is exact (every kind but the cone)."""
+        return self.key.kind != "cone"
+
+    @property
+    def canonical(self) -> CanonicalMesh:
+        return canonical_mesh(self.key)
+
+    @property
+    def shape_map(self) -> Tensor:  # [B, 3, 3]
+        """The shape map S (see :func:`splat.geonodes.primitives.shape_map`)."""
+        return shape_map(self.key, self.shape, self.transform)
+
+    def local_verts(self) -> Tensor:  # [B, V, 3]
+        """Exact vertices in the part's local frame (before ``transform``)."""
+        return local_vertices(self.key, self.shape, self.transform)
+
+    def world_verts(self) -> Tensor:  # [B, V, 3]
+        local = self.local_verts()
+        return local @ self.transform[:, :3, :3].transpose(1, 2) + self.transform[:, None, :3, 3]
+
+    def with_transform(self, m: Tensor) -> "Part":
+        """This part moved by ``m`` [B, 4, 4] (applied after the current transform)."""
+        return replace(self, transform=m @ self.transform)
+
+    def with_active(self, mask: Tensor) -> "Part":
+        return replace(self, active=self.active & mask)
+
+
+class RealizedMesh(NamedTuple):
+    """All parts of a Geometry as one triangle mesh per batch element (shared connectivity).
+
+    Inactive vertices keep finite but meaningless positions: mask them with ``vert_active``.
+    """
+
+    verts: Tensor  # [B, V, 3] float, differentiable
+    faces: Tensor  # [F, 3] long, triangles (indices into V), shared by all batch elements
+    face_part: Tensor  # [F] long, index into Geometry.parts
+    vert_part: Tensor  # [V] long, index into Geometry.parts
+    vert_active: Tensor  # [B, V] bool
+    face_active: Tensor  # [B, F] bool
+    n_polys: Tensor  # [B] long, Blender polygon count of the active geometry
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """A batch of B geometries as a packed tuple of parts (unrealized instances).
+
+    Join concatenates parts; Transform and Instance on Points left-multiply part transforms;
+    Realize Instances leaves parts as they are, so each part keeps its canonical primitive.
+    """
+
+    batch_size: int
+    parts: tuple[Part, ...] = field(default_factory=tuple)
+
+    @staticmethod
+    def empty(batch_size: int) -> "Geometry":
+        return Geometry(batch_size, ())
+
+    def join(self, *others: "Geometry") -> "Geometry":
+        parts = list(self.parts)
+        for o in others:
+            parts.extend(o.parts)
+        return Geometry(self.batch_size, tuple(parts))
+
+    def transformed(self, m: Tensor) -> "Geometry":
+        """Every part moved by ``m`` [B, 4, 4]."""
+        return Geometry(self.batch_size, tuple(p.with_transform(m) for p in self.parts))
+
+    def masked(self, mask: Tensor) -> "Geometry":
+        """Parts kept only where ``mask`` [B] bool; parts left inactive everywhere are dropped."""
+        parts = tuple(p.with_active(mask) for p in self.parts)
+        return Geometry(self.batch_size, tuple(p for p in parts if bool(p.active.any())))
+
+    def realize(self) -> RealizedMesh:
+        """One triangle mesh per batch element; see :class:`RealizedMesh`."""
+        B = self.batch_size
+        verts, faces, face_part, vert_part, vact, fact, npoly = [], [], [], [], [], [], []
+        offset = 0
+        for i, p in enumerate(self.parts):
+            can = p.canonical
+            v = p.world_verts()
+            nv = v.shape[1]
+            verts.append(v)
+            faces.append(can.faces + offset)
+            face_part.append(torch.full((can.faces.shape[0],), i, dtype=torch.long))
+            vert_part.append(torch.full((nv,), i, dtype=torch.long))
+            vact.append(p.active[:, None].expand(B, nv))
+            fact.append(p.active[:, None].expand(B, can.faces.shape[0]))
+            npoly.append(p.active.long() * can.n_polys)
+            offset += nv
+        if not verts:
+            dev = torch.device("cpu")
+            return RealizedMesh(
+                torch.zeros(B, 0, 3), torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, dtype=torch.long), torch.zeros(B, 0, dtype=torch.bool),
+                torch.zeros(B, 0, dtype=torch.bool), torch.zeros(B, dtype=torch.long, device=dev))
+        dev = verts[0].device
+        return RealizedMesh(
+            verts=torch.cat(verts, 1),
+            faces=torch.cat(faces, 0).to(dev),
+            face_part=torch.cat(face_part).to(dev),
+            vert_part=torch.cat(vert_part).to(dev),
+            vert_active=torch.cat(vact, 1),
+            face_active=torch.cat(fact, 1),
+            n_polys=torch.stack(npoly, 0).sum(0),
+        )
+
+
+def euler_xyz_matrix(rot: Tensor) -> Tensor:  # [B, 3] -> [B, 3, 3]
+    """Blender's Euler XYZ rotation: R = Rz @ Ry @ Rx (radians, column vectors)."""
+    cx, cy, cz = torch.cos(rot).unbind(-1)
+    sx, sy, sz = torch.sin(rot).unbind(-1)
+    r = torch.stack([
+        cy * cz, sy * sx * cz - cx * sz, sy * cx * cz + sx * sz,
+        cy * sz, sy * sx * sz + cx * cz, sy * cx * sz - sx * cz,
+        -sy, cy * sx, cy * cx,
+    ], -1)
+    return r.reshape(rot.shape[:-1] + (3, 3))
+
+
+def loc_rot_scale(loc: Tensor, rot: Tensor, scale: Tensor) -> Tensor:  # [B,3] x3 -> [B, 4, 4]
+    """T(loc) @ R(Euler XYZ rot) @ diag(scale): Blender's Transform Geometry (COMPONENTS)."""
+    B = loc.shape[0]
+    m = torch.zeros(B, 4, 4, dtype=loc.dtype, device=loc.device)
+    m[:, :3, :3] = euler_xyz_matrix(rot) * scale[:, None, :]
+    m[:, :3, 3] = loc
+    m[:, 3, 3] = 1.0
+    return m
+
+
+def identity_transforms(batch_size: int, dtype: torch.dtype, device) -> Tensor:  # [B, 4, 4]
+    return torch.eye(4, dtype=dtype, device=device).expand(batch_size, 4, 4).clone()
