@@ -1,0 +1,37 @@
+"""Blender bridge (optional, needs the `blender` extra: ``pip install -e '.[blender]'``).
+
+- :mod:`splat.blender.importer` — a .blend whose object carries a geometry-nodes modifier -> our graph
+  JSON (docs/graph_format.md) + a parameter-space skeleton.
+- :mod:`splat.blender.exporter` — our graph JSON + parameter values -> a .blend whose object carries a
+  live geometry-nodes modifier with those values.
+- :mod:`splat.blender.evaluate` — Blender itself evaluates a program (the reference our evaluator is
+  tested against): open once, evaluate many parameter sets.
+- ``python -m splat.blender import|export ...`` — the command line over the two.
+
+Importing this package (and ``import splat``) never needs bpy: bpy is imported lazily by
+:func:`require_bpy`, which raises :class:`~splat.errors.SplatError` when it is missing.
+
+Convention: bpy holds one global Blender session. Every function here that opens or builds a .blend
+*replaces* that session's data (``wm.open_mainfile`` / ``wm.read_factory_settings``); callers that keep
+bpy objects around must not interleave calls. Geometry is read in the object's local space (Blender's
+world axes: right-handed, +Z up, metres).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from splat.errors import SplatError
+
+BLENDER_EXTRA_HINT = "needs the `blender` extra: pip install -e '.[blender]'"
+
+
+def require_bpy():
+    """Return the ``bpy`` module, or raise :class:`SplatError` when the `blender` extra is missing."""
+    try:
+        return importlib.import_module("bpy")
+    except ImportError:
+        raise SplatError(BLENDER_EXTRA_HINT) from None
+
+
+__all__ = ["BLENDER_EXTRA_HINT", "require_bpy"]
