@@ -1,0 +1,79 @@
+"""Training presets, a registry keyed by scene name: ``python train.py --scene chair``.
+
+Each preset is a function returning a :class:`splat.train.config.TrainConfig` tuned for one shipped
+scene (``assets/scenes/<name>``). :func:`smoke` shrinks any config to a couple of cheap steps for tests.
+Every field of a preset can still be overridden from the command line (``--optim.steps 500``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+from splat.errors import SplatError
+from splat.train.config import (
+    DensifyConfig,
+    EvalConfig,
+    GaussianConfig,
+    LogConfig,
+    OptimConfig,
+    SearchConfig,
+    TrainConfig,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SCENES_DIR = REPO / "assets" / "scenes"
+
+
+def chair() -> TrainConfig:
+    """The default chair scene: structure search, then joint training; ~10 min on 2 CPU cores."""
+    return TrainConfig(
+        scene="chair",
+        search=SearchConfig(population=32, generations=20),
+        gaussians=GaussianConfig(num_init=12000),
+        optim=OptimConfig(steps=1500),
+        densify=DensifyConfig(start=100, stop=1000, every=100, max_gaussians=40000),
+    )
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "chair": chair,
+}
+"""Scene name -> preset. A registered name must have a folder ``assets/scenes/<name>``."""
+
+
+def preset(name: str) -> TrainConfig:
+    """The preset of a registered scene, or a default config for a scene folder path."""
+    if name in PRESETS:
+        return PRESETS[name]()
+    path = Path(name)
+    if path.is_dir():
+        return TrainConfig(scene=str(path))
+    known = ", ".join(sorted(PRESETS))
+    raise SplatError(f"unknown scene {name!r}: not a registered scene ({known}) nor a scene folder",
+                     field="--scene")
+
+
+def scene_dir(scene: str) -> Path:
+    """Folder of a scene given by registered name or path."""
+    if scene in PRESETS and not Path(scene).is_dir():
+        return SCENES_DIR / scene
+    path = Path(scene)
+    if not path.is_dir():
+        raise SplatError("scene folder not found", file=path, field="scene")
+    return path
+
+
+def smoke(cfg: TrainConfig) -> TrainConfig:
+    """Shrink ``cfg`` to two cheap steps: tiny search, few Gaussians, no images logged."""
+    return dataclasses.replace(
+        cfg,
+        search=dataclasses.replace(cfg.search, population=4, generations=1, scan_points=512),
+        gaussians=dataclasses.replace(cfg.gaussians, num_init=300),
+        optim=dataclasses.replace(cfg.optim, steps=2, program_start=0),
+        loss=dataclasses.replace(cfg.loss, chamfer_samples=256),
+        densify=dataclasses.replace(cfg.densify, start=1, stop=2, every=1, max_gaussians=2000),
+        log=LogConfig(every=1, image_every=2, checkpoint_every=1, progress=False),
+        eval=EvalConfig(fscore_tau=cfg.eval.fscore_tau, surface_samples=512, save_renders=False),
+    )

@@ -1,0 +1,162 @@
+"""Densification and pruning of procedural Gaussians, in canonical space.
+
+Convention: statistics are gathered per *world* Gaussian (one per copy) from the rasterizer's
+screen-space means gradient and reduced onto the canonical Gaussian it copies (the largest over its
+copies, so a Gaussian that is under-fitted in any copy grows). Growing happens in canonical space:
+*clone* duplicates a canonical Gaussian; *split* replaces one by two drawn from its own canonical
+distribution with scales divided by 1.6 (as 3DGS does). Pruning removes canonical Gaussians whose
+opacity is below a threshold. Parameters and their Adam states are resized together by the one helper
+:func:`resize_params` (one optimizer per parameter name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from splat.export import quats_to_rotmats
+from splat.gaussians.model import ProceduralGaussians
+
+
+def resize_params(
+    model: ProceduralGaussians,
+    optimizers: dict[str, torch.optim.Optimizer],
+    param_fn: Callable[[str, Tensor], Tensor],
+    state_fn: Callable[[str, Tensor], Tensor],
+    prim: Tensor,
+) -> None:
+    """Replace every per-Gaussian parameter by ``param_fn(name, old)`` and each of its optimizer state
+    tensors by ``state_fn(key, old)`` (``key`` = "exp_avg", ...), keeping the optimizers pointing at the
+    new Parameters. The one place where the number of Gaussians changes. ``prim`` is the new [N'] index.
+    """
+    new_params: dict[str, nn.Parameter] = {}
+    for name, old in model.params.items():
+        new = nn.Parameter(param_fn(name, old.detach()), requires_grad=old.requires_grad)
+        opt = optimizers.get(name)
+        if opt is not None:
+            for group in opt.param_groups:
+                for i, p in enumerate(group["params"]):
+                    if p is not old:
+                        continue
+                    st = opt.state.pop(p, None)
+                    if st:
+                        opt.state[new] = {k: (state_fn(k, v) if isinstance(v, Tensor) and v.ndim > 0 else v)
+                                          for k, v in st.items()}
+                    group["params"][i] = new
+        new_params[name] = new
+    model.set_params(new_params, prim)
+
+
+@dataclass(frozen=True)
+class DensifySettings:
+    """Hyperparameters of :class:`Densifier`."""
+
+    grad_threshold: float = 2e-4
+    """Mean screen-space gradient norm above which a Gaussian grows."""
+    split_scale: float = 0.01
+    """World scale (metres) above which a growing Gaussian is split rather than cloned."""
+    prune_opacity: float = 0.01
+    """Opacity below which a Gaussian is pruned."""
+    max_gaussians: int = 60000
+    """Never grow beyond this many canonical Gaussians."""
+
+
+class Densifier:
+    """Accumulates screen-space gradient statistics and grows/prunes the canonical Gaussians.
+
+    State (``grad_sum``, ``count``: [N]) is explicit and checkpointable through :meth:`state` /
+    :meth:`load_state`.
+    """
+
+    def __init__(self, settings: DensifySettings, n: int):
+        self.settings = settings
+        self.grad_sum = torch.zeros(n)
+        self.count = torch.zeros(n)
+
+    def state(self) -> dict[str, Tensor]:
+        return {"grad_sum": self.grad_sum.clone(), "count": self.count.clone()}
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        self.grad_sum = state["grad_sum"].clone()
+        self.count = state["count"].clone()
+
+    @torch.no_grad()
+    def accumulate(self, means2d_grad: Tensor, radii: Tensor, source: Tensor, width: int, height: int) -> None:
+        """Add one view's statistics.
+
+        Args:
+            means2d_grad: [M, 2] gradient of the loss w.r.t. the projected means (pixels).
+            radii: [M] or [M, 2] screen radii; > 0 where the Gaussian was rasterized.
+            source: [M] canonical index of each world Gaussian.
+        """
+        g = means2d_grad.detach().clone()
+        g[:, 0] *= width / 2.0
+        g[:, 1] *= height / 2.0
+        norm = torch.linalg.vector_norm(g, dim=-1)
+        vis = (radii > 0).all(-1) if radii.ndim == 2 else radii > 0
+        n = self.grad_sum.shape[0]
+        best = torch.zeros(n, dtype=norm.dtype).scatter_reduce(0, source[vis], norm[vis], "amax", include_self=True)
+        seen = torch.zeros(n, dtype=torch.bool)
+        seen[source[vis]] = True
+        self.grad_sum += best.to(self.grad_sum.dtype)
+        self.count += seen.to(self.count.dtype)
+
+    @torch.no_grad()
+    def step(self, model: ProceduralGaussians, optimizers: dict[str, torch.optim.Optimizer],
+             world_scale: Tensor, generator: torch.Generator) -> tuple[int, int, int]:
+        """Clone, split and prune; reset the statistics. Returns (n_cloned, n_split, n_pruned).
+
+        Args:
+            world_scale: [N] largest world standard deviation of each canonical Gaussian (over copies).
+        """
+        s = self.settings
+        n = len(model)
+        avg = self.grad_sum / self.count.clamp_min(1)
+        opac = torch.sigmoid(model.params["opacity_logits"].detach())
+        prune = opac < s.prune_opacity
+        grow = (avg > s.grad_threshold) & (self.count > 0) & ~prune
+        room = max(0, s.max_gaussians - n)
+        if int(grow.sum()) > room:  # keep the largest gradients
+            idx = torch.nonzero(grow).squeeze(1)
+            keep = idx[torch.argsort(avg[idx], descending=True)[:room]]
+            grow = torch.zeros_like(grow)
+            grow[keep] = True
+        split = grow & (world_scale > s.split_scale)
+        clone = grow & ~split
+        n_clone, n_split = int(clone.sum()), int(split.sum())
+
+        # rows: keep (not split, not pruned) + clones + 2 children per split
+        keep = ~split & ~prune
+        ci = torch.nonzero(clone).squeeze(1)
+        si = torch.nonzero(split).squeeze(1)
+        p = model.params
+        if n_split:
+            L = quats_to_rotmats(p["quats"][si]) * p["log_scales"][si].exp()[:, None, :]
+            eps = torch.randn(2, n_split, 3, generator=generator, dtype=L.dtype)
+            child_means = p["means"][si][None] + (L[None] @ eps[..., None]).squeeze(-1)  # [2, S, 3]
+        else:
+            child_means = p["means"].new_zeros(2, 0, 3)
+
+        def param_fn(name: str, old: Tensor) -> Tensor:
+            parts = [old[keep], old[ci]]
+            if name == "means":
+                parts += [child_means[0], child_means[1]]
+            elif name == "log_scales":
+                parts += [old[si] - torch.log(torch.tensor(1.6, dtype=old.dtype))] * 2
+            else:
+                parts += [old[si], old[si]]
+            return torch.cat(parts)
+
+        def state_fn(_key: str, old: Tensor) -> Tensor:
+            z = old.new_zeros((n_clone + 2 * n_split, *old.shape[1:]))
+            return torch.cat([old[keep], z])
+
+        prim = torch.cat([model.prim[keep], model.prim[ci], model.prim[si], model.prim[si]])
+        resize_params(model, optimizers, param_fn, state_fn, prim)
+        m = len(model)
+        self.grad_sum = torch.zeros(m)
+        self.count = torch.zeros(m)
+        return n_clone, n_split, int(prune.sum())

@@ -1,0 +1,249 @@
+"""Initialise procedural Gaussians on the visible surface of a program's primitives.
+
+Convention: see :mod:`splat.gaussians.model`. Points are drawn area-weighted in *world* units (each
+canonical face weighted by the area of its image under the first active copy's ``A = M S``), so density
+is uniform on the object; each Gaussian is flat along its face normal (rotation columns = tangent,
+bitangent, normal in canonical space): the world covariance is built in the face's world frame (in-plane
+standard deviation ``0.5 sqrt(area / n)``, ``flatness`` times that along the normal) and pulled back by
+``A^-1`` to canonical space, so it is exactly that shape on the first copy.
+With training views, a candidate point is *visible* when some copy of it projects inside a view, in
+front of the camera, within ``depth_tolerance`` of the view's depth map (when given) and inside its mask
+(when given); invisible candidates are dropped (unless a primitive has too few visible ones) and colours
+are the mean of the pixels of every (copy, view) pair that sees the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from splat.export import covariances_to_scales_quats, rgb_to_sh_dc
+from splat.gaussians.model import ProceduralGaussians
+
+
+class TrainViews(NamedTuple):
+    """Training views used for visibility and colours (train frames only)."""
+
+    images: Tensor  # [V, H, W, 3] float in [0, 1]
+    viewmats: Tensor  # [V, 4, 4] world->camera, OpenCV axes
+    Ks: Tensor  # [V, 3, 3] pixels
+    depths: Tensor | None  # [V, H, W] z-depth metres, 0 = missing; None: no depth test
+    masks: Tensor | None  # [V, H, W] bool object masks; None: no mask test
+
+
+@dataclass(frozen=True)
+class InitSettings:
+    """How :func:`init_gaussians` places and colours the Gaussians."""
+
+    num_init: int = 10000
+    """Total Gaussians over all primitives."""
+    sh_degree: int = 0
+    """SH degree of the colours."""
+    flatness: float = 0.15
+    """Normal-direction scale as a fraction of the in-plane scale."""
+    init_opacity: float = 0.7
+    """Initial opacity."""
+    color_mode: str = "project"
+    """"project" (colours from the views) or "constant"."""
+    constant_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    """Colour for "constant" and for points no view sees."""
+    per_copy_residuals: bool = False
+    """Add per-copy DC colour residuals (zeros)."""
+    oversample: int = 3
+    """Candidates drawn per kept Gaussian when filtering by visibility."""
+    depth_tolerance: float = 0.02
+    """Largest |z - depth| (metres, plus 2% of z) for a point to count as seen by a view."""
+
+
+def _surface_keys(geometry: Any, batch_index: int) -> tuple[list[Any], dict[Any, list[int]]]:
+    keys: list[Any] = []
+    copies: dict[Any, list[int]] = {}
+    for i, part in enumerate(geometry.parts):
+        if part.canonical.faces.numel() == 0:
+            continue
+        if part.key not in copies:
+            copies[part.key] = []
+            keys.append(part.key)
+        copies[part.key].append(i)
+    # keys with no active copy at this batch element get no Gaussians
+    keys = [k for k in keys if any(bool(geometry.parts[i].active[batch_index]) for i in copies[k])]
+    return keys, copies
+
+
+def _affine(part: Any, b: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    M = part.transform[b].detach().to(dtype)
+    return M[:3, :3] @ part.shape_map[b].detach().to(dtype), M[:3, 3]
+
+
+def _visibility(points_w: Tensor, views: TrainViews, tol: float) -> tuple[Tensor, Tensor]:
+    """Per point [P]: number of views seeing it and the summed colour [P, 3]."""
+    V, H, W, _ = views.images.shape
+    count = torch.zeros(points_w.shape[0], dtype=points_w.dtype)
+    color = torch.zeros(points_w.shape[0], 3, dtype=points_w.dtype)
+    homo = torch.cat([points_w, torch.ones_like(points_w[:, :1])], dim=1)
+    for v in range(V):
+        cam = homo @ views.viewmats[v].to(points_w.dtype).T
+        z = cam[:, 2]
+        K = views.Ks[v].to(points_w.dtype)
+        zs = z.clamp_min(1e-9)
+        u = K[0, 0] * cam[:, 0] / zs + K[0, 2]
+        w = K[1, 1] * cam[:, 1] / zs + K[1, 2]
+        col = torch.floor(u).long()
+        row = torch.floor(w).long()
+        ok = (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+        r, c = row.clamp(0, H - 1), col.clamp(0, W - 1)
+        if views.depths is not None:
+            d = views.depths[v][r, c].to(points_w.dtype)
+            ok &= (d > 0) & ((z - d).abs() <= tol + 0.02 * z)
+        if views.masks is not None:
+            ok &= views.masks[v][r, c]
+        count += ok.to(count.dtype)
+        color += views.images[v][r, c].to(points_w.dtype) * ok[:, None].to(points_w.dtype)
+    return count, color
+
+
+def init_gaussians(
+    geometry: Any,
+    settings: InitSettings,
+    generator: torch.Generator,
+    views: TrainViews | None = None,
+    *,
+    batch_index: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> ProceduralGaussians:
+    """Create :class:`ProceduralGaussians` on the surface of ``geometry``'s primitives.
+
+    Args:
+        geometry: a :class:`splat.geonodes.Geometry` (its parts' transforms/shape maps are read without
+            gradient at ``batch_index``).
+        settings: :class:`InitSettings`.
+        generator: seeded CPU generator for every draw.
+        views: training views for visibility and colours; None places Gaussians on the whole surface
+            with the constant colour.
+    """
+    keys, copies = _surface_keys(geometry, batch_index)
+    if not keys:
+        raise ValueError("the geometry has no active surface primitive to put Gaussians on")
+    f64 = torch.float64
+    meshes, areas = [], []
+    for k in keys:
+        ref = next(geometry.parts[i] for i in copies[k] if bool(geometry.parts[i].active[batch_index]))
+        can = ref.canonical
+        verts = torch.as_tensor(can.verts, dtype=f64)
+        faces = torch.as_tensor(can.faces, dtype=torch.long)
+        A, _ = _affine(ref, batch_index, f64)
+        tri_c = verts[faces]  # [F, 3, 3]
+        tri_w = tri_c @ A.T
+        a_w = 0.5 * torch.linalg.vector_norm(
+            torch.cross(tri_w[:, 1] - tri_w[:, 0], tri_w[:, 2] - tri_w[:, 0], dim=-1), dim=-1)
+        meshes.append((tri_c, a_w, A))
+        areas.append(float(a_w.sum()))
+    total = sum(areas)
+    if total <= 0:
+        raise ValueError("the geometry's active primitives have zero surface area")
+    counts = [max(4, round(settings.num_init * a / total)) for a in areas]
+
+    all_means, all_rot, all_scales, all_color, all_prim = [], [], [], [], []
+    const = torch.tensor(settings.constant_color, dtype=f64)
+    for ki, (k, (tri_c, a_w, A)) in enumerate(zip(keys, meshes)):
+        n = counts[ki]
+        m = n * (settings.oversample if views is not None else 1)
+        if float(a_w.sum()) <= 0:
+            continue
+        face = torch.multinomial(a_w, m, replacement=True, generator=generator)
+        r1 = torch.rand(m, generator=generator, dtype=f64).sqrt()
+        r2 = torch.rand(m, generator=generator, dtype=f64)
+        bary = torch.stack([1 - r1, r1 * (1 - r2), r1 * r2], dim=1)
+        tri = tri_c[face]
+        p_c = (bary[:, :, None] * tri).sum(1)
+        e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        n_c = torch.cross(e1, e2, dim=-1)
+        # world frame of the face: normal A^-T n_c, two orthonormal tangents
+        A_inv = torch.linalg.inv(A + 1e-9 * torch.eye(3, dtype=f64))
+        n_w = n_c @ A_inv
+        n_w = n_w / torch.linalg.vector_norm(n_w, dim=-1, keepdim=True).clamp_min(1e-30)
+        helper = torch.where((n_w[:, :1].abs() < 0.9), torch.tensor([[1.0, 0, 0]], dtype=f64),
+                             torch.tensor([[0, 1.0, 0]], dtype=f64))
+        u1 = torch.cross(n_w, helper, dim=-1)
+        u1 = u1 / torch.linalg.vector_norm(u1, dim=-1, keepdim=True)
+        u2 = torch.cross(n_w, u1, dim=-1)
+        frame = torch.stack([u1, u2, n_w], dim=-1)  # [m, 3, 3] world columns
+
+        color = const.expand(m, 3).clone()
+        if views is not None:
+            cnt = torch.zeros(m, dtype=f64)
+            csum = torch.zeros(m, 3, dtype=f64)
+            for i in copies[k]:
+                part = geometry.parts[i]
+                if not bool(part.active[batch_index]):
+                    continue
+                Ai, ti = _affine(part, batch_index, f64)
+                c_i, s_i = _visibility(p_c @ Ai.T + ti, views, settings.depth_tolerance)
+                cnt += c_i
+                csum += s_i
+            seen = cnt > 0
+            if settings.color_mode == "project":
+                color[seen] = csum[seen] / cnt[seen, None]
+            order = torch.cat([torch.nonzero(seen).squeeze(1), torch.nonzero(~seen).squeeze(1)])
+            if int(seen.sum()) >= n // 4:
+                order = order[: min(n, int(seen.sum()))]
+            else:  # a primitive no view sees well: keep it covered anyway
+                order = order[:n]
+        else:
+            order = torch.arange(m)
+        p_c, frame, color = p_c[order], frame[order], color[order]
+        n_k = p_c.shape[0]
+        sigma_w = 0.5 * (float(a_w.sum()) / max(n_k, 1)) ** 0.5
+        var_w = torch.tensor([1.0, 1.0, settings.flatness**2], dtype=f64) * sigma_w**2
+        cov_w = (frame * var_w) @ frame.transpose(-1, -2)  # desired world covariance
+        cov_c = A_inv @ cov_w @ A_inv.T  # pulled back to canonical space
+        log_scales, quats = covariances_to_scales_quats(cov_c)
+        all_means.append(p_c)
+        all_rot.append(quats)
+        all_scales.append(log_scales)
+        all_color.append(color)
+        all_prim.append(torch.full((n_k,), ki, dtype=torch.long))
+
+    means = torch.cat(all_means)
+    n_total = means.shape[0]
+    K = (settings.sh_degree + 1) ** 2
+    logit = torch.logit(torch.tensor(settings.init_opacity, dtype=f64))
+    params = {
+        "means": means.to(dtype),
+        "quats": torch.cat(all_rot).to(dtype),
+        "log_scales": torch.cat(all_scales).to(dtype),
+        "opacity_logits": torch.full((n_total,), float(logit), dtype=dtype),
+        "sh0": rgb_to_sh_dc(torch.cat(all_color)).to(dtype)[:, None, :],
+        "shN": torch.zeros(n_total, K - 1, 3, dtype=dtype),
+    }
+    if settings.per_copy_residuals:
+        c_max = max(len(copies[k]) for k in keys)
+        params["residuals"] = torch.zeros(n_total, c_max, 3, dtype=dtype)
+    return ProceduralGaussians(keys, params, torch.cat(all_prim), settings.sh_degree)
+
+
+def surface_keys(geometry: Any, batch_index: int = 0) -> list[Any]:
+    """Keys of the primitives with a surface that are active at ``batch_index`` (in part order)."""
+    return _surface_keys(geometry, batch_index)[0]
+
+
+def canonical_surface_samples(keys: Sequence[Any], num: int, generator: torch.Generator) -> list[Tensor]:
+    """Per key, ``num`` area-weighted points [num, 3] on its canonical mesh (canonical area)."""
+    out = []
+    for k in keys:
+        from splat.geonodes import canonical_mesh
+
+        can = canonical_mesh(k)
+        verts = torch.as_tensor(can.verts, dtype=torch.float64)
+        faces = torch.as_tensor(can.faces, dtype=torch.long)
+        tri = verts[faces]
+        a = 0.5 * torch.linalg.vector_norm(torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1), dim=-1)
+        face = torch.multinomial(a, num, replacement=True, generator=generator)
+        r1 = torch.rand(num, generator=generator, dtype=torch.float64).sqrt()
+        r2 = torch.rand(num, generator=generator, dtype=torch.float64)
+        bary = torch.stack([1 - r1, r1 * (1 - r2), r1 * r2], dim=1)
+        out.append((bary[:, :, None] * tri[face]).sum(1))
+    return out

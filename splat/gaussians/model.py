@@ -1,0 +1,175 @@
+"""Procedural Gaussians: Gaussians owned by a program's canonical primitives, pushed forward to world.
+
+Convention:
+    Every canonical primitive (a :class:`splat.geonodes.PrimitiveKey`) owns a set of Gaussians in its
+    canonical unit space (unit cube [-0.5, 0.5]^3, unit cylinder radius 1 / height 1, ...). A part of a
+    :class:`splat.geonodes.Geometry` with that key is a *copy*; all copies share the canonical Gaussians.
+    With the part's shape map ``S`` [3, 3] and transform ``M`` [4, 4] (local -> world) of one batch
+    element, ``A = M[:3, :3] @ S`` and ``t = M[:3, 3]``, the world Gaussians are the exact affine
+    pushforward::
+
+        mu_w = A mu_c + t,      Sigma_w = A Sigma_c A^T,     Sigma_c = R diag(exp(2 log_scale)) R^T
+
+    with ``R`` the rotation of the unit quaternion ``quat`` (wxyz). Gradients flow to ``S`` and ``M``,
+    hence to the program's continuous parameters. Colours are real SH coefficients (3DGS convention:
+    ``rgb = 0.5 + C0 * sh[0] + ...``); opacity is ``sigmoid(opacity_logit)``. Inactive parts
+    (``active[b]`` False) contribute nothing. Non-affine parts (cones with varying radius ratio) use the
+    part's approximating ``shape_map``.
+
+Parameters live in one flat :class:`torch.nn.ParameterDict` over all canonical Gaussians, with a
+``prim`` index [N] saying which primitive key owns each; optimizers are kept by the caller (one per
+parameter name, see :mod:`splat.gaussians.densify`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from splat.export import quats_to_rotmats
+
+PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh0", "shN")
+"""Per-Gaussian parameter names (plus ``residuals`` [N, C, 3] when per-copy residuals are on)."""
+
+
+class WorldGaussians(NamedTuple):
+    """World-space Gaussians of one batch element, ready for :func:`splat.render.rasterize`."""
+
+    means: Tensor  # [M, 3] world positions (metres)
+    covars: Tensor  # [M, 3, 3] world covariances, = factors @ factors^T
+    factors: Tensor  # [M, 3, 3] A R diag(scale): column j is the world image of the j-th canonical axis
+    opacities: Tensor  # [M] in (0, 1)
+    sh: Tensor  # [M, K, 3] SH coefficients, K = (sh_degree + 1)^2
+    source: Tensor  # [M] long: index of the canonical Gaussian each one copies
+    part: Tensor  # [M] long: index into geometry.parts of the copy it belongs to
+
+
+def key_id(key: Any) -> str:
+    """A stable string for a primitive key (tree/node/kind/topology), used in checkpoints."""
+    topo = ",".join(str(t) for t in getattr(key, "topology", ()))
+    return f"{key.tree}/{key.node}/{key.kind}/{topo}"
+
+
+class ProceduralGaussians(nn.Module):
+    """Canonical Gaussians of a program's primitives; :meth:`pushforward` gives world Gaussians.
+
+    Args:
+        keys: the canonical primitive keys, in a fixed order (``prim`` indexes it).
+        params: per-Gaussian tensors (see :data:`PARAM_NAMES`): means [N, 3] canonical, quats [N, 4]
+            (wxyz), log_scales [N, 3] canonical, opacity_logits [N], sh0 [N, 1, 3], shN [N, K-1, 3],
+            optionally residuals [N, C, 3] (per-copy DC colour residuals; C = most copies of any key).
+        prim: [N] long, key index of each Gaussian.
+        sh_degree: SH degree of the colours.
+    """
+
+    def __init__(self, keys: Sequence[Any], params: dict[str, Tensor], prim: Tensor, sh_degree: int):
+        super().__init__()
+        self.keys = tuple(keys)
+        self.sh_degree = int(sh_degree)
+        self.params = nn.ParameterDict({k: nn.Parameter(v.detach().clone()) for k, v in params.items()})
+        self.register_buffer("prim", prim.detach().clone().long())
+        n = self.prim.shape[0]
+        for name, p in self.params.items():
+            if p.shape[0] != n:
+                raise ValueError(f"param {name} has {p.shape[0]} rows, prim has {n}")
+
+    def __len__(self) -> int:
+        return int(self.prim.shape[0])
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(key_id(k) for k in self.keys)
+
+    @property
+    def has_residuals(self) -> bool:
+        return "residuals" in self.params
+
+    def set_params(self, params: dict[str, nn.Parameter], prim: Tensor) -> None:
+        """Replace parameters and ``prim`` (after densification); params must already be Parameters."""
+        for name, p in params.items():
+            self.params[name] = p
+        self.prim = prim
+
+    def canonical_covars(self) -> Tensor:
+        """[N, 3, 3] canonical covariances ``R diag(exp(2 log_scales)) R^T``."""
+        L = self.canonical_factor()
+        return L @ L.transpose(-1, -2)
+
+    def canonical_factor(self) -> Tensor:
+        """[N, 3, 3] ``R diag(exp(log_scales))`` (so Sigma_c = L L^T)."""
+        R = quats_to_rotmats(self.params["quats"])
+        return R * self.params["log_scales"].exp()[:, None, :]
+
+    def pushforward(self, geometry: Any, batch_index: int = 0) -> WorldGaussians:
+        """World Gaussians of every active part of ``geometry`` at batch element ``batch_index``.
+
+        Parts whose key this model does not own (for example point parts, which have no surface) are
+        skipped; a part whose key the model owns but that is inactive contributes nothing.
+        """
+        key_index = {k: i for i, k in enumerate(self.keys)}
+        members = [torch.nonzero(self.prim == i).squeeze(1) for i in range(len(self.keys))]
+        L_c = self.canonical_factor()
+        mu_c = self.params["means"]
+        sh = torch.cat([self.params["sh0"], self.params["shN"]], dim=1)
+        opac = torch.sigmoid(self.params["opacity_logits"])
+        copy_count: dict[int, int] = {}
+        means, factors, shs, ops, src, part_ids = [], [], [], [], [], []
+        for p_idx, part in enumerate(geometry.parts):
+            k = key_index.get(part.key)
+            if k is None:
+                continue
+            c = copy_count.get(k, 0)
+            copy_count[k] = c + 1
+            if not bool(part.active[batch_index]):
+                continue
+            idx = members[k]
+            if idx.numel() == 0:
+                continue
+            M = part.transform[batch_index].to(mu_c.dtype)
+            A = M[:3, :3] @ part.shape_map[batch_index].to(mu_c.dtype)
+            means.append(mu_c[idx] @ A.T + M[:3, 3])
+            factors.append(A @ L_c[idx])
+            s = sh[idx]
+            if self.has_residuals:
+                res = self.params["residuals"][idx, min(c, self.params["residuals"].shape[1] - 1)]
+                s = torch.cat([s[:, :1] + res[:, None, :], s[:, 1:]], dim=1)
+            shs.append(s)
+            ops.append(opac[idx])
+            src.append(idx)
+            part_ids.append(torch.full_like(idx, p_idx))
+        if not means:
+            z = mu_c.new_zeros
+            e = torch.zeros(0, dtype=torch.long, device=mu_c.device)
+            return WorldGaussians(z(0, 3), z(0, 3, 3), z(0, 3, 3), z(0), z(0, sh.shape[1], 3), e, e)
+        F = torch.cat(factors)
+        return WorldGaussians(
+            means=torch.cat(means),
+            covars=F @ F.transpose(-1, -2),
+            factors=F,
+            opacities=torch.cat(ops),
+            sh=torch.cat(shs),
+            source=torch.cat(src),
+            part=torch.cat(part_ids),
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Plain dict for checkpoints: params, prim, key ids, sh degree."""
+        return {
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "prim": self.prim.clone(),
+            "key_ids": list(self.key_ids),
+            "sh_degree": self.sh_degree,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], keys: Sequence[Any]) -> "ProceduralGaussians":
+        """Rebuild from :meth:`state` with the program's keys (matched by :func:`key_id`)."""
+        by_id = {key_id(k): k for k in keys}
+        missing = [i for i in state["key_ids"] if i not in by_id]
+        if missing:
+            raise ValueError(f"checkpoint primitives {missing} are not in the program")
+        return cls([by_id[i] for i in state["key_ids"]], state["params"], state["prim"], state["sh_degree"])
