@@ -61,15 +61,15 @@ def evaluate_graph(graph: Graph, inputs: Mapping[str, Any], *, batch_size: int,
     values = {}
     for s in tree.inputs:
         if s.type == "GEOMETRY":
-            values[s.name] = Geometry(batch_size)
+            values[s.key] = Geometry(batch_size)
         elif s.name in inputs:
-            values[s.name] = _as_input(s.name, s.type, inputs[s.name], batch_size, dtype, device)
+            values[s.key] = _as_input(s.name, s.type, inputs[s.name], batch_size, dtype, device)
         else:
-            values[s.name] = constant(_ctx(batch_size, dtype, device, tree.name, ""), s.type, s.default)
+            values[s.key] = constant(_ctx(batch_size, dtype, device, tree.name, ""), s.type, s.default)
     outs = _eval_tree(graph, tree, values, batch_size, dtype, device)
     for s in tree.outputs:
         if s.type == "GEOMETRY":
-            return outs[s.name]
+            return outs[s.key]
     raise AssertionError("validated graphs have a GEOMETRY output")
 
 
@@ -112,12 +112,12 @@ def _eval_tree(graph: Graph, tree: Tree, inputs: Mapping[str, Any], B: int, dtyp
     got = results.get(tree.output_node, {}) if tree.output_node else {}
     ctx = _ctx(B, dtype, device, tree.name, "")
     for s in tree.outputs:
-        if s.name in got:
-            out[s.name] = got[s.name]
+        if s.key in got:
+            out[s.key] = got[s.key]
         elif s.type == "GEOMETRY":
-            out[s.name] = Geometry(B)
+            out[s.key] = Geometry(B)
         else:
-            out[s.name] = constant(ctx, s.type, s.default)
+            out[s.key] = constant(ctx, s.type, s.default)
     return out
 
 

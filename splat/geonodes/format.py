@@ -27,11 +27,14 @@ _COSMETIC_KEYS = ("location", "label", "parent", "width", "height", "color", "hi
 
 @dataclass(frozen=True)
 class InterfaceSocket:
+    """A tree interface socket. ``key`` is ``name``, or ``name[k]`` when several share the name."""
+
     name: str
     type: str
     default: Any = None
     min: float | None = None
     max: float | None = None
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,14 +131,18 @@ def _str(x, file, fld) -> str:
 def _interface(items, file, fld, is_input: bool) -> tuple[InterfaceSocket, ...]:
     if not isinstance(items, list):
         raise _err("expected a list of sockets", file, fld)
-    out, seen = [], set()
+    out = []
+    names = [it.get("name") if isinstance(it, dict) else None for it in items]
+    seen: dict[str, int] = {}
     for i, it in enumerate(items):
         f = f"{fld}[{i}]"
         it = _obj(it, file, f)
         name = _str(it.get("name"), file, f + ".name")
-        if name in seen:
-            raise _err(f"duplicate interface socket {name!r}", file, f + ".name")
-        seen.add(name)
+        if names.count(name) > 1:
+            key = f"{name}[{seen.get(name, 0)}]"
+            seen[name] = seen.get(name, 0) + 1
+        else:
+            key = name
         type_ = it.get("type")
         if type_ not in SOCKET_TYPES:
             raise _err(f"unknown socket type {type_!r} (expected one of {', '.join(SOCKET_TYPES)})", file, f + ".type")
@@ -149,7 +156,7 @@ def _interface(items, file, fld, is_input: bool) -> tuple[InterfaceSocket, ...]:
                 raise _err(f"expected a finite number, got {v!r}", file, f"{f}.{k}")
         if lo is not None and hi is not None and lo > hi:
             raise _err(f"min {lo} > max {hi}", file, f + ".min")
-        out.append(InterfaceSocket(name, type_, default, lo, hi))
+        out.append(InterfaceSocket(name, type_, default, lo, hi, key))
     return tuple(out)
 
 
@@ -189,16 +196,16 @@ def _props(type_: str, raw, file, fld) -> dict:
 def _sockets_for(node_type: str, props: dict, tree_name: str, raw_trees: dict, interfaces: dict, file, fld):
     """(inputs, outputs) of a node; Reroute sockets get their type later."""
     if node_type == "NodeGroupInput":
-        return (), tuple(SocketSpec(s.name, s.type, s.default) for s in interfaces[tree_name][0])
+        return (), tuple(SocketSpec(s.key, s.type, s.default) for s in interfaces[tree_name][0])
     if node_type == "NodeGroupOutput":
-        return tuple(SocketSpec(s.name, s.type, s.default) for s in interfaces[tree_name][1]), ()
+        return tuple(SocketSpec(s.key, s.type, s.default) for s in interfaces[tree_name][1]), ()
     if node_type == "GeometryNodeGroup":
         sub = props["node_tree"]
         if sub not in raw_trees:
             raise _err(f"node group refers to unknown tree {sub!r}", file, fld + ".properties.node_tree")
         ins, outs = interfaces[sub]
-        return (tuple(SocketSpec(s.name, s.type, s.default) for s in ins),
-                tuple(SocketSpec(s.name, s.type, s.default) for s in outs))
+        return (tuple(SocketSpec(s.key, s.type, s.default) for s in ins),
+                tuple(SocketSpec(s.key, s.type, s.default) for s in outs))
     if node_type == "NodeFrame":
         return (), ()
     if node_type == "NodeReroute":
@@ -392,6 +399,10 @@ def _load(raw, file) -> Graph:
     for name in trees:
         if name not in state:
             visit(name)
+    for i, s in enumerate(trees[main].inputs):
+        if s.key != s.name:
+            raise _err(f"main tree inputs are the program's parameters and need unique names; {s.name!r} repeats",
+                       file, f"trees.{main}.interface.inputs[{i}].name")
     if not any(s.type == "GEOMETRY" for s in trees[main].outputs):
         raise _err("main tree has no GEOMETRY output", file, f"trees.{main}.interface.outputs")
     return Graph(main=main, trees=trees, source=raw, file=None if file is None else str(file))
