@@ -208,3 +208,36 @@ def test_export_bad_params(tmp_path):
     assert err.value.field == "params.Colour"
     with pytest.raises(SplatError, match="does not fit"):
         export_blend(_small_graph(), {"Width": "wide"}, tmp_path / "x.blend")
+
+
+def test_multi_input_order_is_join_order(tmp_path):
+    # the first link listed into Join Geometry is the first geometry in Blender's output (and it
+    # survives export -> import)
+    from splat.blender.evaluate import BlenderProgram
+    from splat.blender.exporter import export_blend
+    from splat.blender.importer import import_blend
+
+    def graph(order):
+        links = [{"from_node": n, "from_socket": "Mesh", "to_node": "Join", "to_socket": "Geometry"} for n in order]
+        links.append({"from_node": "Join", "from_socket": "Geometry", "to_node": "Group Output", "to_socket": "Geometry"})
+        return {
+            "format": "splat.geonodes/1",
+            "main": "M",
+            "trees": {"M": {
+                "interface": {"inputs": [], "outputs": [{"name": "Geometry", "type": "GEOMETRY"}]},
+                "nodes": {
+                    "Group Output": {"type": "NodeGroupOutput"},
+                    "Small": {"type": "GeometryNodeMeshCube", "inputs": {"Size": [1.0, 1.0, 1.0]}},
+                    "Big": {"type": "GeometryNodeMeshCube", "inputs": {"Size": [2.0, 2.0, 2.0]}},
+                    "Join": {"type": "GeometryNodeJoinGeometry"},
+                },
+                "links": links,
+            }},
+        }
+
+    for order, first in ((("Small", "Big"), 0.5), (("Big", "Small"), 1.0)):
+        mesh = BlenderProgram.from_graph(graph(order)).evaluate({})
+        assert np.allclose(np.abs(mesh.vertices[:8]), first)
+        path = export_blend(graph(order), {}, tmp_path / "j.blend")
+        links = import_blend(path).graph["trees"]["M"]["links"]
+        assert [l["from_node"] for l in links if l["to_node"] == "Join"] == list(order)

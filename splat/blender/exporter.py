@@ -191,7 +191,10 @@ def _build_nodes(bpy, tree, tree_json: Mapping, trees: Mapping, file, field) -> 
             _set_value(sock, "default_value", value, file, f"{f}.inputs.{key}")
         nodes[name] = node
 
-    for k, link in enumerate(tree_json.get("links", [])):
+    # Made in reverse: Blender joins a multi-input socket's links newest first, so the first link of
+    # the list (the first joined, docs/graph_format.md) must be made last.
+    links = list(enumerate(tree_json.get("links", [])))
+    for k, link in reversed(links):
         f = f"{field}.links[{k}]"
         try:
             from_node, to_node = nodes[link["from_node"]], nodes[link["to_node"]]

@@ -361,7 +361,7 @@ def _tree_json(tree, file) -> dict:
         nodes[node.name] = entry
 
     # Links ordered by target node (tree order), target socket (declaration order), then Blender's
-    # multi-input order (ascending multi_input_sort_id): a canonical order that export preserves.
+    # multi-input join order: a canonical order that export preserves.
     node_rank = {name: i for i, name in enumerate(nodes)}
     out_links = []
     for link in links:
@@ -449,7 +449,9 @@ def _resolved_links(tree, file) -> list[_Link]:
         if skipped(node) or node.bl_idname in IGNORED_NODES:
             continue
         for sock in node.inputs:
-            links = sorted(into.get(sock.as_pointer(), []), key=lambda l: getattr(l, "multi_input_sort_id", 0))
+            # Blender joins a multi-input socket's links from the highest multi_input_sort_id down (the
+            # top link in the editor first); list them in that order, which is the join order.
+            links = sorted(into.get(sock.as_pointer(), []), key=lambda l: -getattr(l, "multi_input_sort_id", 0))
             if not links:
                 continue
             rank = 0
