@@ -1,0 +1,177 @@
+"""ShapeProgram: a geometry-node graph plus the ParamSpace of its inputs.
+
+Convention: ``evaluate`` takes a batch of parameter sets (dict name -> [B] tensor, python scalars for
+B = 1, or a list of dicts) and returns a :class:`splat.geonodes.Geometry` batched over B. Float
+parameters keep autograd. Main-tree interface inputs that the space does not name take the interface
+default. Loading needs no bpy.
+
+On disk a program is a directory holding ``graph.json`` (``splat.geonodes/1``) and ``params.json``
+(``splat.params/1``), a single ``splat.program/1`` file ``{"format", "name", "graph", "params"}``, or a
+bare graph (its space then comes from the interface's min/max/defaults).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from splat.errors import SplatError
+from splat.geonodes import Geometry, Graph, load_graph
+from splat.geonodes.evaluator import evaluate_graph
+from splat.io import write_json_atomic
+from splat.params import ParamSpace
+
+FORMAT = "splat.program/1"
+PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
+_SOCKET_FOR = {"float": "FLOAT", "int": "INT", "bool": "BOOLEAN"}
+
+
+@dataclass(frozen=True)
+class ShapeProgram:
+    graph: Graph
+    space: ParamSpace
+    name: str = "program"
+    source: str | None = None
+
+    def __post_init__(self):
+        iface = {s.name: s for s in self.graph.interface}
+        for p in self.space:
+            if p.name not in iface:
+                raise SplatError(f"parameter {p.name!r} is not an input of the main tree {self.graph.main!r}",
+                                 file=self.source, field=p.name)
+            if iface[p.name].type != _SOCKET_FOR[p.type]:
+                raise SplatError(f"parameter {p.name!r} is {p.type} but the graph input is {iface[p.name].type}",
+                                 file=self.source, field=p.name)
+
+    # ---- loading and saving -------------------------------------------------------------------------
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> "ShapeProgram":
+        path = Path(path)
+        if path.is_dir():
+            graph_path, params_path = path / "graph.json", path / "params.json"
+            if not graph_path.exists():
+                raise SplatError("program directory has no graph.json", file=path)
+            return ShapeProgram.from_files(graph_path, params_path if params_path.exists() else None, name=path.name)
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise SplatError(f"cannot read program: {e}", file=path) from None
+        except json.JSONDecodeError as e:
+            raise SplatError(f"not valid JSON: {e}", file=path) from None
+        if isinstance(obj, dict) and obj.get("format") == FORMAT:
+            return ShapeProgram.from_dict(obj, file=path)
+        graph = load_graph(obj, file=path)
+        return ShapeProgram(graph, ParamSpace.from_interface(graph), name=path.stem, source=str(path))
+
+    @staticmethod
+    def from_files(graph_path: str | os.PathLike, params_path: str | os.PathLike | None = None, *,
+                   name: str | None = None) -> "ShapeProgram":
+        """A graph JSON plus an optional parameter-space JSON (ours or a third-party ``sp_*.json``)."""
+        graph = load_graph(graph_path)
+        space = ParamSpace.from_interface(graph) if params_path is None else ParamSpace.load(params_path)
+        return ShapeProgram(graph, space, name=name or Path(graph_path).stem,
+                            source=str(params_path if params_path is not None else graph_path))
+
+    @staticmethod
+    def from_dict(obj: Mapping[str, Any], *, file: str | os.PathLike | None = None) -> "ShapeProgram":
+        if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+            raise SplatError(f"expected format {FORMAT!r}", file=file, field="format")
+        graph = load_graph(obj.get("graph"), file=file)
+        space = ParamSpace.from_dict(obj["params"], file=file) if "params" in obj else ParamSpace.from_interface(graph)
+        name = obj.get("name", "program")
+        if not isinstance(name, str):
+            raise SplatError("expected a string", file=file, field="name")
+        return ShapeProgram(graph, space, name=name, source=None if file is None else str(file))
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "name": self.name, "graph": self.graph.to_dict(), "params": self.space.to_dict()}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the single-file ``splat.program/1`` form atomically."""
+        write_json_atomic(path, self.to_dict())
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+
+    def batch(self, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, dtype: torch.dtype = torch.float32,
+              device: torch.device | str = "cpu", validate: bool = True) -> tuple[dict[str, Tensor], int]:
+        """Parameters as a full batch dict (defaults filled) and its size B."""
+        if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
+            if len(params) == 0:
+                raise SplatError("empty list of parameter sets", file=self.source)
+            b = self.space.to_batch(params, dtype=dtype, device=device, file=self.source)
+            return b, len(params)
+        if not isinstance(params, Mapping):
+            raise SplatError("expected a dict of parameters or a list of dicts", file=self.source)
+        tensors = {}
+        B = None
+        for k, v in params.items():
+            if k not in self.space:
+                raise SplatError(f"unknown parameter {k!r} (known: {', '.join(self.space.names)})",
+                                 file=self.source, field=str(k))
+            if isinstance(v, Tensor):
+                if v.dim() == 0:
+                    v = v.reshape(1)
+                if B is None or B == 1:
+                    B = v.shape[0] if v.dim() == 1 else B
+                tensors[k] = v
+        B = B or 1
+        out = {}
+        for p in self.space:
+            v = params.get(p.name, p.default)
+            if not isinstance(v, Tensor):
+                if validate:
+                    v = self.space.validate({p.name: v}, file=self.source)[p.name]
+                v = torch.tensor([v] * B, dtype={"float": dtype, "int": torch.long, "bool": torch.bool}[p.type],
+                                 device=device)
+            elif v.dim() == 1 and v.shape[0] == 1 and B > 1:
+                v = v.expand(B)
+            if p.type == "float" and v.is_floating_point() and v.dtype != dtype:
+                v = v.to(dtype)
+            elif p.type == "int" and not v.is_floating_point() and v.dtype != torch.long:
+                v = v.long()
+            out[p.name] = v
+        if validate:
+            self.space.validate_batch(out, file=self.source)
+        return out, B
+
+    def evaluate(self, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                 validate: bool = True) -> Geometry:
+        """Evaluate a batch of parameter sets; see the module docstring.
+
+        Raises:
+            SplatError: unknown parameter names, values out of range or of the wrong type (when
+                ``validate``), mismatched batch sizes.
+        """
+        batch, B = self.batch(params, dtype=dtype, device=device, validate=validate)
+        for k, v in batch.items():
+            if v.dim() != 1 or v.shape[0] != B:
+                raise SplatError(f"expected shape [{B}], got {list(v.shape)}", file=self.source, field=k)
+        return evaluate_graph(self.graph, batch, batch_size=B, dtype=dtype, device=device)
+
+    def defaults(self) -> dict[str, Any]:
+        return self.space.defaults()
+
+
+def available_programs() -> tuple[str, ...]:
+    if not PROGRAMS_DIR.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in PROGRAMS_DIR.iterdir() if (p / "graph.json").exists()))
+
+
+def load_program(name_or_path: str | os.PathLike) -> ShapeProgram:
+    """Load ``programs/<name>`` from the repository (chair, table, cabinet, bookshelf) or a path."""
+    p = Path(name_or_path)
+    if p.exists():
+        return ShapeProgram.load(p)
+    if isinstance(name_or_path, str) and (PROGRAMS_DIR / name_or_path).is_dir():
+        return ShapeProgram.load(PROGRAMS_DIR / name_or_path)
+    raise SplatError(f"no program {str(name_or_path)!r} (a path, or one of: {', '.join(available_programs())})",
+                     field="program")
