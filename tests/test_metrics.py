@@ -1,0 +1,274 @@
+"""Metrics: PSNR/SSIM against closed forms and a numpy/scipy reference, gradients, geometry metrics on
+known configurations, parameter errors over active parameters.
+
+Budget: < 5 s.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.signal import correlate2d
+
+from splat.errors import SplatError
+from splat.metrics import (
+    SurfacePoints,
+    chamfer_l1,
+    chamfer_l2,
+    fscore,
+    gaussian_window,
+    geometry_metrics,
+    normal_consistency,
+    param_errors,
+    psnr,
+    sample_mesh,
+    ssim,
+    ssim_map,
+)
+
+
+def rand_images(b=2, h=20, w=24, c=3, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((b, h, w, c), generator=g, dtype=dtype)
+
+
+# -------------------------------------------------------------------------------------------------- PSNR
+
+
+def test_psnr_identical_is_inf_and_constant_offset_closed_form():
+    x = rand_images() * 0.8
+    assert torch.isinf(psnr(x, x)).all()
+    for c in (0.1, 0.05, 0.01):
+        torch.testing.assert_close(psnr(x + c, x), torch.full((2,), -20 * math.log10(c), dtype=x.dtype))
+    # max_val scales the peak: 8-bit range
+    torch.testing.assert_close(psnr(x * 255 + 2.55, x * 255, max_val=255.0),
+                               torch.full((2,), 40.0, dtype=x.dtype))
+
+
+def test_psnr_mask_and_unbatched():
+    x = rand_images(1)[0]
+    y = x.clone()
+    y[:5] += 0.5  # error only in the top rows
+    mask = torch.zeros(x.shape[:2], dtype=torch.bool)
+    mask[10:] = True
+    assert torch.isinf(psnr(y, x, mask))
+    mask[0, 0] = True  # one erroneous pixel among the kept ones
+    n = int(mask.sum())
+    torch.testing.assert_close(psnr(y, x, mask), torch.tensor(10 * math.log10(n / 0.25), dtype=x.dtype))
+    assert psnr(y, x).ndim == 0
+    assert torch.isnan(psnr(y, x, torch.zeros_like(mask)))
+
+
+# -------------------------------------------------------------------------------------------------- SSIM
+
+
+def ssim_reference(x: np.ndarray, y: np.ndarray, mode: str) -> np.ndarray:
+    """Straightforward SSIM map: explicit 11x11 Gaussian window, scipy 2-D correlation per channel."""
+    ax = np.arange(11) - 5.0
+    g1 = np.exp(-(ax**2) / (2 * 1.5**2))
+    win = np.outer(g1, g1)
+    win /= win.sum()
+    c1, c2 = 0.01**2, 0.03**2
+    maps = []
+    for ch in range(x.shape[-1]):
+        a, b = x[..., ch], y[..., ch]
+
+        def f(z):
+            return correlate2d(z, win, mode=mode, boundary="fill", fillvalue=0.0)
+
+        mx, my = f(a), f(b)
+        sxx, syy, sxy = f(a * a) - mx**2, f(b * b) - my**2, f(a * b) - mx * my
+        maps.append((2 * mx * my + c1) * (2 * sxy + c2) / ((mx**2 + my**2 + c1) * (sxx + syy + c2)))
+    return np.mean(maps, axis=0)
+
+
+@pytest.mark.parametrize("padding, mode", [("valid", "valid"), ("same", "same")])
+def test_ssim_matches_numpy_reference(padding, mode):
+    x = rand_images(2, 24, 28)
+    y = (x + 0.2 * rand_images(2, 24, 28, seed=1)).clamp(0, 1)
+    ours = ssim_map(x, y, padding=padding)
+    for i in range(2):
+        ref = ssim_reference(x[i].numpy(), y[i].numpy(), mode)
+        np.testing.assert_allclose(ours[i].numpy(), ref, atol=1e-10)
+        torch.testing.assert_close(ssim(x, y, padding=padding)[i], torch.tensor(ref.mean(), dtype=x.dtype))
+
+
+def test_ssim_known_values():
+    x = rand_images()
+    torch.testing.assert_close(ssim(x, x), torch.ones(2, dtype=x.dtype))
+    # Two constant images a, b: the structure term is C2/C2 = 1, the luminance term is closed form.
+    a, b = 0.3, 0.6
+    c1 = 0.01**2
+    xa = torch.full((1, 16, 16, 3), a, dtype=torch.float64)
+    xb = torch.full((1, 16, 16, 3), b, dtype=torch.float64)
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    torch.testing.assert_close(ssim(xa, xb), torch.tensor([expected], dtype=torch.float64))
+    assert float(ssim(x, 1 - x).mean()) < 0.2
+
+
+def test_ssim_mask_and_window():
+    g = gaussian_window()
+    assert g.shape == (11,) and abs(float(g.sum()) - 1) < 1e-6 and int(g.argmax()) == 5
+    x = rand_images(1, 30, 30)
+    y = x.clone()
+    y[:, :, 20:] = 1 - y[:, :, 20:]  # damage the right part only
+    mask = torch.zeros(1, 30, 30, dtype=torch.bool)
+    mask[:, :, :10] = True  # window centres at columns 5..9 see only undamaged pixels
+    torch.testing.assert_close(ssim(x, y, mask), torch.ones(1, dtype=x.dtype))
+    assert float(ssim(x, y)) < 0.9
+    smap = ssim_map(x, y)
+    m = mask[:, 5:-5, 5:-5]
+    torch.testing.assert_close(ssim(x, y, mask), smap[m].mean().reshape(1))
+
+
+def test_ssim_gradients():
+    x = rand_images(1, 7, 7, 2).requires_grad_(True)
+    y = rand_images(1, 7, 7, 2, seed=3)
+    for padding in ("valid", "same"):  # a 5x5 window keeps gradcheck small; the code path is the same
+        assert torch.autograd.gradcheck(lambda a: ssim(a, y, window_size=5, padding=padding), (x,),
+                                        eps=1e-6, atol=1e-5, fast_mode=True)
+    x32 = rand_images(2, 16, 16, dtype=torch.float32).requires_grad_(True)
+    (1 - ssim(x32, torch.zeros_like(x32), padding="same")).sum().backward()
+    assert torch.isfinite(x32.grad).all()
+
+
+def test_image_metric_bad_shapes():
+    x = rand_images()
+    with pytest.raises(ValueError):
+        psnr(x, x[:1])
+    with pytest.raises(ValueError):
+        ssim(x, x, torch.ones(2, 5, 5, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        ssim(x[:, :8, :8], x[:, :8, :8])  # smaller than the window
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def test_chamfer_mesh_with_itself_is_zero():
+    box = trimesh.creation.box(extents=(1.0, 0.5, 0.3))
+    m = geometry_metrics(box, box, generator=torch.Generator().manual_seed(0), num_samples=4000)
+    assert m.chamfer_l1 == 0.0 and m.chamfer_l2 == 0.0
+    assert all(f.fscore == 1.0 for f in m.fscores) and m.normal_consistency == pytest.approx(1.0)
+    # two independent samplings of one box: small Chamfer, normals agree, F@5cm = 1
+    a = sample_mesh(box, 4000, torch.Generator().manual_seed(1))
+    b = sample_mesh(box, 4000, torch.Generator().manual_seed(2))
+    m2 = geometry_metrics(a, b)
+    assert 0 < m2.chamfer_l1 < 0.02 and m2.normal_consistency > 0.95 and m2.fscores[-1].fscore == 1.0
+    # a scaled box is farther away
+    big = trimesh.creation.box(extents=(1.2, 0.6, 0.36))
+    m3 = geometry_metrics(big, box, generator=torch.Generator().manual_seed(0), num_samples=4000)
+    assert m3.chamfer_l1 > 0.02 and m3.fscores[0].fscore < 0.5
+
+
+def test_sample_mesh_seeded_on_surface():
+    box = trimesh.creation.box(extents=(2.0, 2.0, 2.0))
+    a = sample_mesh(box, 500, torch.Generator().manual_seed(7))
+    b = sample_mesh((box.vertices, box.faces), 500, torch.Generator().manual_seed(7))
+    np.testing.assert_array_equal(a.points, b.points)
+    assert np.allclose(np.abs(a.points).max(1), 1.0)  # every point on a face of the cube
+    np.testing.assert_allclose(np.linalg.norm(a.normals, axis=1), 1.0)
+
+
+def test_chamfer_of_shifted_copy_is_shift_squared():
+    g = np.stack(np.meshgrid(np.arange(10), np.arange(10), np.arange(10)), -1).reshape(-1, 3) * 0.1
+    s = np.array([0.003, -0.004, 0.0])  # |s| = 5 mm, much smaller than the 10 cm spacing
+    shifted = torch.as_tensor(g + s)
+    assert chamfer_l2(shifted, g) == pytest.approx(0.005**2, rel=1e-9)
+    assert chamfer_l1(shifted, g) == pytest.approx(0.005, rel=1e-9)
+
+
+def test_fscore_thresholds():
+    g = np.stack(np.meshgrid(np.arange(10), np.arange(10), [0]), -1).reshape(-1, 3) * 0.1
+    shifted = g + [0.0, 0.0, 0.015]  # 1.5 cm off
+    m = geometry_metrics(shifted, g)
+    assert [f.fscore for f in m.fscores] == [0.0, 1.0, 1.0]  # taus 1, 2, 5 cm
+    assert math.isnan(m.normal_consistency)
+    # prediction covers only half of the reference: precision 1, recall 0.5
+    half = g[g[:, 0] < 0.45]
+    f = fscore(half, g, 0.01)
+    assert (f.precision, f.recall) == (1.0, 0.5) and f.fscore == pytest.approx(2 / 3)
+    # growing tau never lowers the score
+    far = g + [0.0, 0.0, 0.05]
+    scores = [fscore(far, g, t).fscore for t in (0.01, 0.04, 0.051, 0.2)]
+    assert scores == sorted(scores) and scores[0] == 0.0 and scores[-1] == 1.0
+    d = m.as_dict()
+    assert d["fscore@0.02"] == 1.0 and "chamfer_l2" in d
+
+
+def test_normal_consistency_perpendicular():
+    p = np.random.default_rng(0).random((200, 3))
+    up = np.tile([0.0, 0.0, 1.0], (200, 1))
+    side = np.tile([1.0, 0.0, 0.0], (200, 1))
+    assert normal_consistency(SurfacePoints(p, up), SurfacePoints(p, -up)) == pytest.approx(1.0)
+    assert normal_consistency(SurfacePoints(p, up), SurfacePoints(p, side)) == pytest.approx(0.0)
+
+
+def test_geometry_errors():
+    box = trimesh.creation.box()
+    with pytest.raises(ValueError, match="Generator"):
+        geometry_metrics(box, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="non-empty"):
+        chamfer_l2(np.zeros((0, 3)), np.zeros((3, 3)))
+
+
+# ------------------------------------------------------------------------------------------- parameters
+
+SPACE = {
+    "Seat Height": {"type": "float", "low": 0.3, "high": 0.8, "active": True},
+    "Leg Size": {"type": "float", "low": 0.0, "high": 0.1, "active": True},
+    "Middle Offset": {"type": "float", "low": 0.0, "high": 1.0, "active": False},
+    "Legs Type": {"type": "int", "low": 0, "high": 2, "active": True},
+    "Has Back": {"type": "bool", "active": True},
+}
+
+
+def test_param_errors_over_active_only():
+    gt = {"Seat Height": 0.5, "Leg Size": 0.05, "Middle Offset": 0.2, "Legs Type": 1, "Has Back": True}
+    pred = {"Seat Height": 0.55, "Leg Size": torch.tensor(0.06), "Middle Offset": 0.9, "Legs Type": 1,
+            "Has Back": False}
+    e = param_errors(pred, gt, SPACE)
+    # |0.05| / 0.5 = 10 %, |0.01| / 0.1 = 10 %; Middle Offset is inactive and ignored
+    assert e.continuous_mae_pct == pytest.approx(10.0)
+    assert (e.n_continuous, e.n_discrete) == (2, 2)
+    assert e.discrete_accuracy == 0.5
+    assert "Middle Offset" not in e.per_param and e.per_param["Legs Type"] == 1.0
+    perfect = param_errors(gt, gt, SPACE)
+    assert perfect.continuous_mae_pct == 0.0 and perfect.discrete_accuracy == 1.0
+
+
+class _FakeSpace:
+    """Stands for splat.params.ParamSpace: .params and .active(assignment) (docs/architecture.md)."""
+
+    class P:
+        def __init__(self, name, type, low, high):
+            self.name, self.type, self.low, self.high = name, type, low, high
+
+    params = (P("a", "float", 0.0, 2.0), P("b", "float", 0.0, 1.0), P("k", "int", 0, 3))
+
+    def active(self, assignment):
+        return {"a": True, "b": assignment["k"] == 0, "k": True}
+
+
+def test_param_errors_with_param_space_interface():
+    e = param_errors({"a": 1.0, "b": 0.0, "k": 2}, {"a": 1.5, "b": 1.0, "k": 2}, _FakeSpace())
+    assert e.n_continuous == 1 and e.continuous_mae_pct == pytest.approx(25.0)
+    assert e.discrete_accuracy == 1.0
+    e0 = param_errors({"a": 1.5, "b": 0.5, "k": 1}, {"a": 1.5, "b": 1.0, "k": 0}, _FakeSpace())
+    assert e0.n_continuous == 2 and e0.continuous_mae_pct == pytest.approx(25.0) and e0.discrete_accuracy == 0.0
+
+
+def test_param_errors_bad_input():
+    gt = {"Seat Height": 0.5, "Leg Size": 0.05, "Legs Type": 1, "Has Back": True}
+    with pytest.raises(SplatError) as info:
+        param_errors({"Seat Height": 0.5}, gt, SPACE)
+    assert info.value.field == "Leg Size"
+    with pytest.raises(SplatError):
+        param_errors(gt, gt, {"x": {"type": "float", "low": 1.0, "high": 1.0}} | SPACE)
+    only_inactive = {"m": {"type": "float", "low": 0, "high": 1, "active": False}}
+    e = param_errors({}, {}, only_inactive)
+    assert math.isnan(e.continuous_mae_pct) and math.isnan(e.discrete_accuracy)
