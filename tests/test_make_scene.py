@@ -25,7 +25,9 @@ CAMS = CameraSettings(n_train=3, n_test=1, width=64, height=64)
 
 def test_rig_split_and_look_at():
     s = CameraSettings(n_train=24, n_test=8)
-    rig = plan_cameras(np.array([-0.3, -0.2, 0.0]), np.array([0.3, 0.2, 0.9]), s, np.random.default_rng(0))
+    lo, hi = np.array([-0.3, -0.2, 0.0]), np.array([0.3, 0.2, 0.9])
+    rig = plan_cameras(lo, hi, s, np.random.default_rng(0))
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     assert len(rig.train) == 24 and len(rig.test) == 8
     names = [c.name for c in rig.train + rig.test]
     assert len(set(names)) == 32
@@ -37,6 +39,8 @@ def test_rig_split_and_look_at():
         elev = np.degrees(np.arcsin(d[2] / np.linalg.norm(d)))
         assert 10.0 - 1e-6 <= elev <= 60.0 + 1e-6
         assert np.linalg.norm(d) > rig.radius  # outside the bounding sphere
+        uv, z = cam.project(corners)  # the whole object is in view, with the margin
+        assert np.all(z > 0) and uv.min() >= s.margin * 256 - 1e-6 and uv.max() <= 256 * (1 - s.margin) + 1e-6
     # Test views are not duplicates of train views: each is well away from every training camera.
     train_dirs = np.stack([(c.center - rig.look_at) / np.linalg.norm(c.center - rig.look_at) for c in rig.train])
     for cam in rig.test:

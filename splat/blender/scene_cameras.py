@@ -43,9 +43,13 @@ class CameraSettings:
     """Sensor width in millimetres (36 = full frame, so focal_mm is the 35 mm-equivalent focal length)."""
     elevation_deg: tuple[float, float] = (10.0, 60.0)
     """Range of camera elevations above the horizontal plane through the look-at point, degrees."""
-    distance_scale: tuple[float, float] = (1.05, 1.35)
+    distance_scale: tuple[float, float] = (0.8, 1.1)
     """Range of camera distances, in units of the distance at which the bounding sphere just fills the
-    narrower field of view."""
+    narrower field of view. A camera too close to keep every bounding-box corner inside the image
+    (with ``margin``) is moved back until it does, so the object is never cut off."""
+    margin: float = 0.04
+    """Smallest gap between a projected bounding-box corner and the image border, as a fraction of the
+    image size."""
 
 
 class CameraRig(NamedTuple):
@@ -70,6 +74,7 @@ def validate_camera_settings(s: CameraSettings) -> None:
          "must be (low, high) with -89 <= low <= high <= 89"),
         ("distance_scale", 0.5 <= s.distance_scale[0] <= s.distance_scale[1],
          "must be (low, high) with 0.5 <= low <= high"),
+        ("margin", 0.0 <= s.margin < 0.4, "must be in [0, 0.4)"),
     ]
     for field, ok, why in checks:
         if not ok:
@@ -111,7 +116,8 @@ def plan_cameras(bbox_min: np.ndarray, bbox_max: np.ndarray, settings: CameraSet
     rotation and a small per-slot jitter); every ``(n_train + n_test) / n_test``-th slot is a test view,
     so each test view sits between two training views instead of on one. Elevations follow a
     golden-ratio sequence over ``elevation_deg`` (shuffled offset), distances are uniform in
-    ``distance_scale`` times the fill distance. Deterministic given ``rng``'s state.
+    ``distance_scale`` times the fill distance, then backed off (x1.03 steps) until every bounding-box
+    corner projects inside the image with ``margin``. Deterministic given ``rng``'s state.
 
     Args:
         bbox_min, bbox_max: [3] world bounding box of the object.
@@ -146,13 +152,27 @@ def plan_cameras(bbox_min: np.ndarray, bbox_max: np.ndarray, settings: CameraSet
         az = az0 + 2.0 * math.pi * (slot + jitter[slot]) / total
         el = e_lo + (e_hi - e_lo) * ((elev_u0 + slot * _GOLDEN) % 1.0)
         dist = fill * (d_lo + (d_hi - d_lo) * dist_u[slot])
-        eye = centre + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-        vm = look_at_viewmat(eye, centre)
+        direction = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        for _ in range(100):  # back off until the whole bounding box is in view
+            vm = look_at_viewmat(centre + dist * direction, centre)
+            if _box_in_view(lo, hi, vm, K, settings):
+                break
+            dist *= 1.03
         is_test = slot in test_slots
         group = test if is_test else train
         name = f"{'test' if is_test else 'train'}_{len(group):03d}"
         group.append(Camera(K=K, viewmat=vm, width=settings.width, height=settings.height, name=name))
     return CameraRig(train=train, test=test, look_at=centre, radius=radius)
+
+
+def _box_in_view(lo: np.ndarray, hi: np.ndarray, viewmat: np.ndarray, K: np.ndarray, s: CameraSettings) -> bool:
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    cam = corners @ viewmat[:3, :3].T + viewmat[:3, 3]
+    if np.any(cam[:, 2] <= 1e-6):
+        return False
+    uv = cam[:, :2] / cam[:, 2:3] * np.diag(K)[:2] + K[:2, 2]
+    mx, my = s.margin * s.width, s.margin * s.height
+    return bool(np.all((uv[:, 0] >= mx) & (uv[:, 0] <= s.width - mx) & (uv[:, 1] >= my) & (uv[:, 1] <= s.height - my)))
 
 
 def blender_camera_matrix(camera: Camera) -> np.ndarray:
