@@ -190,6 +190,7 @@ def _build_nodes(bpy, tree, tree_json: Mapping, trees: Mapping, file, field) -> 
                 raise SplatError(f"{kind} has no value input {key!r}", file=file, field=f"{f}.inputs.{key}")
             _set_value(sock, "default_value", value, file, f"{f}.inputs.{key}")
         nodes[name] = node
+    _place_nodes(tree_json, nodes, file, field)
 
     # Made in reverse: Blender joins a multi-input socket's links newest first, so the first link of
     # the list (the first joined, docs/graph_format.md) must be made last.
@@ -211,3 +212,31 @@ def _build_nodes(bpy, tree, tree_json: Mapping, trees: Mapping, file, field) -> 
         if is_unavailable(src) or is_unavailable(dst):
             raise SplatError("links an unavailable socket (check the node's properties)", file=file, field=f)
         tree.links.new(src, dst)
+
+
+def _place_nodes(tree_json: Mapping, nodes: Mapping, file, field) -> None:
+    """Editor positions: the cosmetic ``location`` [x, y] where given, else columns by link depth.
+
+    Without positions every node would sit at the origin and the exported tree would be unreadable
+    in Blender's editor. A node's column is the longest link path from a source node.
+    """
+    links = [l for l in tree_json.get("links", []) if isinstance(l, Mapping)]
+    depth = {name: 0 for name in nodes}
+    for _ in range(len(nodes)):  # longest-path relaxation; validated graphs are acyclic
+        changed = False
+        for l in links:
+            a, b = l.get("from_node"), l.get("to_node")
+            if a in depth and b in depth and depth[b] < depth[a] + 1:
+                depth[b] = depth[a] + 1
+                changed = True
+        if not changed:
+            break
+    rows: dict[int, int] = {}
+    for name, node in nodes.items():
+        loc = tree_json["nodes"][name].get("location")
+        if loc is not None:
+            _set_value(node, "location", loc, file, f"{field}.nodes.{name}.location")
+            continue
+        row = rows.get(depth[name], 0)
+        rows[depth[name]] = row + 1
+        node.location = (depth[name] * 240.0, -row * 200.0)

@@ -136,6 +136,15 @@ def socket_keys(sockets) -> list[tuple[str, Any]]:
     return out
 
 
+def node_location(node) -> list[float]:
+    """The node's editor position [x, y] in the tree (frames dropped, so absolute), to 0.1."""
+    x, y = 0.0, 0.0
+    while node is not None:  # location is relative to the parent frame
+        x, y = x + node.location[0], y + node.location[1]
+        node = node.parent
+    return [round(x, 1) + 0.0, round(y, 1) + 0.0]
+
+
 def interface_type(item) -> str | None:
     for cls, ours in INTERFACE_TYPES:
         if item.socket_type.startswith(cls):
@@ -358,6 +367,7 @@ def _tree_json(tree, file) -> dict:
             inputs[key] = to_json_value(kind, sock.default_value)
         if inputs:
             entry["inputs"] = inputs
+        entry["location"] = node_location(node)
         nodes[node.name] = entry
 
     # Links ordered by target node (tree order), target socket (declaration order), then Blender's
