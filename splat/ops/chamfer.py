@@ -1,0 +1,127 @@
+"""Chamfer distance between ragged batches of point clouds, per batch element, differentiable in both.
+
+Convention:
+    ``x [Bx, N, 3]`` with ``x_lengths [Bx]`` and ``y [By, M, 3]`` with ``y_lengths [By]``, padded as in
+    :mod:`splat.ops.knn` (Bx and By equal, or one of them 1 and broadcast: a GA generation against one
+    scan is one call). Per point, the distance to the nearest point of the other cloud is squared
+    Euclidean (``squared=True``, Chamfer-L2) or Euclidean (Chamfer-L1 style), in the points' unit (metres).
+    The one-sided terms are means (or sums) over each cloud's valid points; the loss is their sum.
+    A batch element whose needed cloud is empty gets loss +inf (and no gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from splat.ops.knn import Backend, _lengths, _valid_mask, knn_points
+
+
+@dataclass(frozen=True)
+class ChamferSettings:
+    """How per-point nearest distances are turned into one number per batch element."""
+
+    squared: bool = True
+    """Squared Euclidean distances (Chamfer-L2); False for unsquared (Chamfer-L1 style)."""
+    direction: Literal["both", "x_to_y", "y_to_x"] = "both"
+    """Two-sided, or only from x to its nearest in y (accuracy), or from y to x (completeness)."""
+    reduction: Literal["mean", "sum"] = "mean"
+    """Reduce each one-sided term over the cloud's valid points by mean or sum."""
+    clamp: float | None = None
+    """Per-point distances (in the unit chosen by ``squared``) above this are clamped: outliers then
+    add a constant and no gradient. None for no clamp."""
+    trim: float = 0.0
+    """Fraction in [0, 1) of each cloud's largest per-point distances dropped before reducing
+    (trimmed Chamfer, robust to outliers and partial scans)."""
+
+    def __post_init__(self):
+        if self.direction not in ("both", "x_to_y", "y_to_x"):
+            raise ValueError(f"direction must be 'both', 'x_to_y' or 'y_to_x', got {self.direction!r}")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        if not 0.0 <= self.trim < 1.0:
+            raise ValueError(f"trim must lie in [0, 1), got {self.trim}")
+        if self.clamp is not None and not self.clamp > 0:
+            raise ValueError(f"clamp must be positive, got {self.clamp}")
+
+
+class ChamferResult(NamedTuple):
+    """Chamfer terms per batch element (B = max(Bx, By))."""
+
+    loss: Tensor  # [B] sum of the selected one-sided terms; +inf where a needed cloud is empty
+    x_to_y: Tensor | None  # [B] reduced distance from x to nearest y; None when not selected
+    y_to_x: Tensor | None  # [B] reduced distance from y to nearest x; None when not selected
+    x_dists: Tensor | None  # [B, N] per-point distance x -> y (unclamped, 0 at padding); None when not selected
+    y_dists: Tensor | None  # [B, M] per-point distance y -> x (unclamped, 0 at padding); None when not selected
+
+
+def _reduce(d: Tensor, valid: Tensor, lengths: Tensor, settings: ChamferSettings) -> Tensor:
+    """Reduce per-point distances ``d [B, N]`` over valid points to ``[B]`` (+inf where length is 0)."""
+    if settings.clamp is not None:
+        d = d.clamp(max=settings.clamp)
+    if settings.trim > 0.0:
+        keep = torch.ceil((1.0 - settings.trim) * lengths.to(d.dtype) - 1e-9).to(torch.int64)
+        keep = torch.maximum(keep, torch.ones_like(keep))
+        sorted_d = torch.sort(torch.where(valid, d, torch.full_like(d, math.inf)), dim=1).values
+        kept = torch.arange(d.shape[1], device=d.device)[None, :] < keep[:, None]
+        total = torch.where(kept, sorted_d, torch.zeros_like(sorted_d)).sum(1)
+        count = keep
+    else:
+        total = torch.where(valid, d, torch.zeros_like(d)).sum(1)
+        count = lengths
+    out = total / count.clamp(min=1).to(d.dtype) if settings.reduction == "mean" else total
+    return torch.where(lengths > 0, out, torch.full_like(out, math.inf))
+
+
+def _one_side(
+    a: Tensor, b: Tensor, al: Tensor, bl: Tensor, settings: ChamferSettings, backend: Backend, batch: int
+) -> tuple[Tensor, Tensor]:
+    knn = knn_points(a, b, al, bl, K=1, backend=backend)
+    d2 = knn.dists[..., 0]  # [B, N]
+    if settings.squared:
+        d = d2
+    else:
+        # sqrt with a zero (not NaN/inf) gradient where a point coincides with its neighbour.
+        pos = d2 > 0
+        d = torch.where(pos, torch.sqrt(torch.where(pos, d2, torch.ones_like(d2))), torch.zeros_like(d2))
+    al_b = al.expand(batch)
+    bl_b = bl.expand(batch)
+    valid = _valid_mask(al_b, a.shape[1]) & (bl_b > 0)[:, None]
+    reduced = _reduce(d, valid, al_b, settings)
+    reduced = torch.where(bl_b > 0, reduced, torch.full_like(reduced, math.inf))
+    return reduced, torch.where(valid, d, torch.zeros_like(d))
+
+
+def chamfer_distance(
+    x: Tensor,
+    y: Tensor,
+    x_lengths: Tensor | None = None,
+    y_lengths: Tensor | None = None,
+    settings: ChamferSettings = ChamferSettings(),
+    *,
+    backend: Backend = "auto",
+) -> ChamferResult:
+    """Chamfer distance per batch element between ``x [Bx, N, 3]`` and ``y [By, M, 3]``.
+
+    Neighbour indices come from :func:`splat.ops.knn.knn_points` (KD-tree on CPU; ``backend="brute"``
+    is the torch twin); distances are gathered in torch, so gradients reach both clouds.
+    See the module docstring for the convention.
+    """
+    if x.ndim != 3 or y.ndim != 3:
+        raise ValueError(f"expected x [B, N, D] and y [B, M, D], got {tuple(x.shape)} and {tuple(y.shape)}")
+    batch = max(x.shape[0], y.shape[0])
+    xl = _lengths(x, x_lengths, "x_lengths")
+    yl = _lengths(y, y_lengths, "y_lengths")
+    loss = x.new_zeros(batch) + y.new_zeros(batch)
+    x_to_y = y_to_x = x_dists = y_dists = None
+    if settings.direction in ("both", "x_to_y"):
+        x_to_y, x_dists = _one_side(x, y, xl, yl, settings, backend, batch)
+        loss = loss + x_to_y
+    if settings.direction in ("both", "y_to_x"):
+        y_to_x, y_dists = _one_side(y, x, yl, xl, settings, backend, batch)
+        loss = loss + y_to_x
+    return ChamferResult(loss=loss, x_to_y=x_to_y, y_to_x=y_to_x, x_dists=x_dists, y_dists=y_dists)

@@ -1,0 +1,106 @@
+"""Area-weighted random points on triangle meshes, batched, differentiable in the vertex positions.
+
+Convention:
+    A batch of meshes shares one face list: ``verts [B, V, 3]``, ``faces [F, 3]`` (int64 vertex indices),
+    and ``face_active [B, F]`` says which faces a batch element has (heterogeneous batches: a part that
+    an individual does not have is inactive for it). Points are drawn with replacement, face chosen with
+    probability proportional to its area among the element's active faces, then uniformly inside the
+    face (barycentric ``sqrt`` trick). The face choice and barycentric coordinates are drawn without
+    gradient from the given ``torch.Generator`` (on the generator's device); the points are
+    ``w0 v0 + w1 v1 + w2 v2`` in torch, so gradients flow to the vertices. An element with no active area
+    gets length 0 (its padded points are zeros).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class SurfaceSamples(NamedTuple):
+    """Points on the surface of each mesh of a batch."""
+
+    points: Tensor  # [B, S, 3] sampled points (zeros where the element has no area), differentiable in verts
+    normals: Tensor  # [B, S, 3] unit face normals at the points (right-hand rule on the face's vertex order)
+    face_idx: Tensor  # [B, S] int64 face of each point (0 where the element has no area)
+    bary: Tensor  # [B, S, 3] barycentric weights of the face's three vertices
+    lengths: Tensor  # [B] int64: S where the element has positive active area, else 0
+
+
+def face_areas(verts: Tensor, faces: Tensor) -> Tensor:
+    """Triangle areas ``[B, F]`` of ``verts [B, V, 3]`` with ``faces [F, 3]``."""
+    tri = verts[:, faces]  # [B, F, 3, 3]
+    return 0.5 * torch.linalg.vector_norm(torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1), dim=-1)
+
+
+def sample_surface(
+    verts: Tensor,
+    faces: Tensor,
+    num_samples: int,
+    generator: torch.Generator,
+    face_active: Tensor | None = None,
+) -> SurfaceSamples:
+    """Draw ``num_samples`` area-weighted points on each mesh of the batch.
+
+    Args:
+        verts: vertex positions ``[B, V, 3]``.
+        faces: triangles ``[F, 3]`` (int64), shared by the batch.
+        num_samples: points per batch element, S.
+        generator: seeded source of randomness (its device is where the draws happen).
+        face_active: ``[B, F]`` bool, faces present in each element; None means all.
+
+    Returns:
+        :class:`SurfaceSamples`.
+    """
+    if verts.ndim != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"verts must be [B, V, 3], got {tuple(verts.shape)}")
+    if faces.ndim != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be [F, 3], got {tuple(faces.shape)}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    batch, device = verts.shape[0], verts.device
+    faces = faces.to(device=device, dtype=torch.int64)
+    n_faces = faces.shape[0]
+    if face_active is None:
+        face_active = torch.ones((batch, n_faces), dtype=torch.bool, device=device)
+    elif face_active.shape != (batch, n_faces):
+        raise ValueError(f"face_active must be [{batch}, {n_faces}], got {tuple(face_active.shape)}")
+    gen_device = generator.device
+
+    with torch.no_grad():
+        if n_faces:
+            areas = torch.where(face_active.to(device), face_areas(verts.detach(), faces), 0.0)  # [B, F]
+            areas = torch.nan_to_num(areas, nan=0.0, posinf=0.0)
+        else:
+            areas = verts.new_zeros((batch, 0))
+        has_area = areas.sum(1) > 0 if n_faces else torch.zeros(batch, dtype=torch.bool, device=device)
+        weights = areas.to(gen_device, torch.float64)
+        # Elements with no area draw from a dummy uniform row so one multinomial call serves the batch.
+        if n_faces:
+            weights = torch.where(has_area.to(gen_device)[:, None], weights, torch.ones_like(weights))
+            face_idx = torch.multinomial(weights, num_samples, replacement=True, generator=generator)
+        else:
+            face_idx = torch.zeros((batch, num_samples), dtype=torch.int64, device=gen_device)
+        r = torch.rand((batch, num_samples, 2), generator=generator, device=gen_device, dtype=torch.float64)
+        s = r[..., 0].sqrt()
+        bary = torch.stack([1.0 - s, s * (1.0 - r[..., 1]), s * r[..., 1]], dim=-1)
+        face_idx = face_idx.to(device)
+        bary = bary.to(device=device, dtype=verts.dtype)
+
+    if n_faces == 0:
+        zeros = verts.new_zeros((batch, num_samples, 3))
+        return SurfaceSamples(zeros, zeros, face_idx, bary, torch.zeros(batch, dtype=torch.int64, device=device))
+    tri_idx = faces[face_idx]  # [B, S, 3]
+    b = torch.arange(batch, device=device)[:, None, None]
+    corners = verts[b, tri_idx]  # [B, S, 3(corner), 3(xyz)]
+    points = (bary[..., None] * corners).sum(-2)
+    normal = torch.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
+    normal = normal / torch.linalg.vector_norm(normal, dim=-1, keepdim=True).clamp(min=1e-12)
+    keep = has_area[:, None, None]
+    points = torch.where(keep, points, torch.zeros_like(points))
+    normal = torch.where(keep, normal, torch.zeros_like(normal))
+    face_idx = torch.where(has_area[:, None], face_idx, torch.zeros_like(face_idx))
+    lengths = torch.where(has_area, num_samples, 0).to(torch.int64)
+    return SurfaceSamples(points=points, normals=normal, face_idx=face_idx, bary=bary, lengths=lengths)
