@@ -84,3 +84,21 @@ def test_look_at_faces_target():
 ])
 def test_rigidity_error(matrix, words):
     assert words in rigidity_error(matrix)
+
+
+def test_agrees_with_gsplat_projection(tmp_path):
+    """Our in-memory cameras are what gsplat takes: its (pure torch) projection puts means where ours does."""
+    import torch
+
+    impl = pytest.importorskip("gsplat.cuda._torch_impl")
+    if not hasattr(impl, "_fully_fused_projection"):
+        pytest.skip("gsplat's torch projection moved")
+    cam = Camera.from_opengl_c2w(look_at_c2w([1.5, -2.0, 1.2], [0.1, 0.0, 0.2]), K, 64, 48, "c")
+    pts = np.random.default_rng(0).uniform(-0.3, 0.3, (20, 3))
+    uv, z = cam.project(pts)
+    means = torch.as_tensor(pts)
+    covars = torch.eye(3, dtype=torch.float64).expand(20, 3, 3) * 1e-4
+    _, means2d, depths, _, _ = impl._fully_fused_projection(
+        means, covars, torch.as_tensor(cam.viewmat)[None], torch.as_tensor(cam.K)[None], 64, 48)
+    np.testing.assert_allclose(means2d[0].numpy(), uv, atol=1e-9)
+    np.testing.assert_allclose(depths[0].numpy(), z, atol=1e-9)

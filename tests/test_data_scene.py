@@ -87,7 +87,7 @@ def test_round_trip_cameras_images_depth_masks(tmp_path):
         root = tmp_path / fmt
         write_scene(root, cams, [v.image for v in views], depths=[v.depth for v in views],
                     masks=[v.mask for v in views], split={"test": ["view_001"]}, program="plane",
-                    gt_params={"a": 1.5, "b": True}, extras={"gt_mesh": "gt.ply", "manifest": {"seed": 3}},
+                    gt_params={"a": 1.5, "b": True}, extras={"gt_mesh": "gt.ply", "manifest": {"seed": 3, "note": "a [1,\n 2]"}},
                     depth_format=fmt)
         scene = load_scene(root)
         for a, b in zip(cams, scene.cameras):
@@ -100,7 +100,7 @@ def test_round_trip_cameras_images_depth_masks(tmp_path):
             np.testing.assert_array_equal(m, v.mask)
         assert scene.split == {"test": (1,), "train": (0, 2)}
         assert scene.gt_params == {"a": 1.5, "b": True}
-        assert scene.extras == {"gt_mesh": "gt.ply", "manifest": {"seed": 3}}
+        assert scene.extras == {"gt_mesh": "gt.ply", "manifest": {"seed": 3, "note": "a [1,\n 2]"}}
         assert scene.extra_path("gt_mesh") == root / "gt.ply"
 
 
@@ -166,6 +166,12 @@ def test_image_size_mismatch(scene_dir):
 def test_global_size_mismatch(scene_dir):
     edit_json(scene_dir, lambda m: m.__setitem__("w", 64))
     expect_error(scene_dir, "frames[0].file_path", "expected 64x24")
+
+
+@pytest.mark.parametrize("key, folder", [("depth_file_path", "depth"), ("mask_path", "masks")])
+def test_depth_or_mask_missing(scene_dir, key, folder):
+    (scene_dir / folder / "view_001.png").unlink()
+    expect_error(scene_dir, f"frames[1].{key}", "does not exist")
 
 
 def test_depth_wrong_shape(scene_dir):

@@ -74,10 +74,9 @@ def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.setflags(write=False)
-    return a
+def _copy64(a: np.ndarray) -> np.ndarray:
+    # A private float64 copy. Not made read-only: torch.as_tensor warns on read-only arrays.
+    return np.array(a, dtype=np.float64, copy=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,8 +84,9 @@ class Camera:
     """A pinhole camera without distortion.
 
     Convention: ``viewmat`` is world->camera with OpenCV camera axes (x right, y down, z forward),
-    ``K`` is in pixels and pixel centres are at +0.5 (docs/conventions.md). Both are read-only float64
-    numpy arrays; :class:`splat.data.Scene` stacks them into torch tensors.
+    ``K`` is in pixels and pixel centres are at +0.5 (docs/conventions.md). Both are float64 numpy
+    arrays owned by the camera (copied on construction; treat them as immutable);
+    :class:`splat.data.Scene` stacks them into torch tensors.
 
     Attributes:
         K: [3, 3] intrinsics.
@@ -103,8 +103,8 @@ class Camera:
     name: str
 
     def __post_init__(self):
-        object.__setattr__(self, "K", _frozen(self.K))
-        object.__setattr__(self, "viewmat", _frozen(self.viewmat))
+        object.__setattr__(self, "K", _copy64(self.K))
+        object.__setattr__(self, "viewmat", _copy64(self.viewmat))
         if self.K.shape != (3, 3) or self.viewmat.shape != (4, 4):
             raise ValueError(f"Camera needs K [3,3] and viewmat [4,4], got {self.K.shape}, {self.viewmat.shape}")
         object.__setattr__(self, "width", int(self.width))

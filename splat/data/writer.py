@@ -12,6 +12,7 @@ Every file is written atomically (splat.io).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -23,9 +24,18 @@ from splat.data.camera import Camera
 from splat.data.images import write_depth, write_image, write_mask
 from splat.data.scene import check_split_names
 from splat.data.transforms import DEFAULT_DEPTH_SCALE, TOP_KEYS, TRANSFORMS
-from splat.io import write_json_atomic
+from splat.io import write_text_atomic
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# A JSON list holding only numbers, as json.dumps(indent=2) spreads it over several lines.
+# Matching starts at "[" + newline, which never occurs inside a JSON string (newlines there are escaped).
+_NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][0-9.eE+\-]*(?:,\n\s*-?[0-9][0-9.eE+\-]*)*)\n\s*\]")
+
+
+def _dumps(meta: dict) -> str:
+    """Indented JSON with each list of numbers (matrix rows, vectors) on one line."""
+    text = json.dumps(meta, indent=2)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
 def _intrinsics(cam: Camera) -> dict[str, Any]:
@@ -138,5 +148,5 @@ def write_scene(
         meta["gt_params"] = dict(gt_params)
     meta.update(extras)
     path = root / TRANSFORMS
-    write_json_atomic(path, meta)
+    write_text_atomic(path, _dumps(meta))
     return path
