@@ -241,3 +241,18 @@ def test_multi_input_order_is_join_order(tmp_path):
         path = export_blend(graph(order), {}, tmp_path / "j.blend")
         links = import_blend(path).graph["trees"]["M"]["links"]
         assert [l["from_node"] for l in links if l["to_node"] == "Join"] == list(order)
+
+
+def test_export_accepts_tensors_and_numpy(tmp_path):
+    import torch
+
+    from splat.blender.exporter import export_blend
+    from splat.blender.importer import import_blend
+
+    params = {"Width": torch.tensor([0.7], requires_grad=True), "Show": torch.tensor([False]),
+              "Count": np.int64(4)}
+    path = export_blend(_small_graph(), params, tmp_path / "t.blend")
+    assert import_blend(path).modifier_values == {"Width": 0.7, "Show": False, "Count": 4}
+    for bad in ({"Count": 2.5}, {"Width": float("nan")}, {"Width": [0.1, 0.2]}):
+        with pytest.raises(SplatError, match="does not fit|not finite"):
+            export_blend(_small_graph(), bad, tmp_path / "t.blend")

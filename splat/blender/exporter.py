@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from splat.blender import require_bpy
 from splat.blender.importer import (
     GRAPH_FORMAT,
@@ -107,20 +109,36 @@ def set_modifier_values(obj, mod, params: Mapping[str, Any], *, file=None) -> No
         if item is None:
             raise SplatError(f"the program has no input {name!r}", file=file, field=f"params.{name}")
         kind = interface_type(item)
-        try:
-            if kind == "FLOAT":
-                mod[item.identifier] = float(value)
-            elif kind == "INT":
-                mod[item.identifier] = int(value)
-            elif kind == "BOOLEAN":
-                mod[item.identifier] = bool(value)
-            elif kind in ("VECTOR", "ROTATION"):
-                mod[item.identifier] = [float(v) for v in value]
-            else:
-                raise SplatError(f"input of type {kind} cannot take a value", file=file, field=f"params.{name}")
-        except (TypeError, ValueError):
-            raise SplatError(f"value {value!r} does not fit a {kind} input", file=file, field=f"params.{name}") from None
+        if kind not in ("FLOAT", "INT", "BOOLEAN", "VECTOR", "ROTATION"):
+            raise SplatError(f"input of type {kind} cannot take a value", file=file, field=f"params.{name}")
+        mod[item.identifier] = _modifier_value(kind, value, file, f"params.{name}")
     obj.update_tag()
+
+
+def _modifier_value(kind: str, value, file, field):
+    """A python/numpy/torch value (scalar, or [1]/[1,3]-shaped batch of one) as an ID-property value."""
+    if hasattr(value, "detach"):  # torch tensor, possibly with grad
+        value = value.detach().cpu().numpy()
+    try:
+        flat = np.asarray(value).reshape(-1)
+        size = 3 if kind in ("VECTOR", "ROTATION") else 1
+        if flat.size != size or flat.dtype.kind not in "biuf":
+            raise ValueError
+        if kind == "FLOAT":
+            out = float(flat[0])
+        elif kind == "INT":
+            if float(flat[0]) != int(flat[0]):
+                raise ValueError
+            out = int(flat[0])
+        elif kind == "BOOLEAN":
+            out = bool(flat[0])
+        else:
+            out = [float(v) for v in flat]
+    except (TypeError, ValueError):
+        raise SplatError(f"value {value!r} does not fit a {kind} input", file=file, field=field) from None
+    if not np.all(np.isfinite(np.asarray(out, dtype=float))):
+        raise SplatError(f"value {value!r} is not finite", file=file, field=field)
+    return out
 
 
 def _check_graph_shape(graph, file) -> None:
