@@ -4,8 +4,15 @@ Public API (see docs/architecture.md):
 
 - :class:`SplatCloud`, :func:`write_splats_ply`, :func:`read_splats_ply` — Inria 3DGS PLY layout.
 - :func:`covariances_to_scales_quats`, :func:`splats_from_world` — world Gaussians -> PLY values.
+- :class:`EditableAsset`, :func:`write_assets`, :func:`load_asset` (asset.py) — a run's assets folder
+  (program.json, params.json, gaussians.pt, splats.ply) written and loaded back; edits re-evaluate the
+  program and move the Gaussians with their primitives.
+- :func:`write_glb`, :func:`part_colors` (glb.py) — instanced GLB of the program's geometry.
+- ``python -m splat.export RUN_DIR`` (run.py) — assets, splats.ply, mesh.glb, object.blend.
 """
 
+from splat.export.asset import EditableAsset, load_asset, write_assets
+from splat.export.glb import part_colors, write_glb
 from splat.export.ply import (
     SH_C0,
     SplatCloud,
@@ -22,6 +29,11 @@ from splat.export.ply import (
 )
 
 __all__ = [
+    "EditableAsset",
+    "load_asset",
+    "part_colors",
+    "write_assets",
+    "write_glb",
     "SH_C0",
     "SplatCloud",
     "covariances_from_scales_quats",

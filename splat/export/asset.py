@@ -1,0 +1,277 @@
+"""The editable asset of a trained run: program + fitted parameters + procedural Gaussians.
+
+Files (all written atomically by :func:`write_assets`, read back by :func:`load_asset`)::
+
+    assets/program.json    the shape program, single-file form (ShapeProgram.save: graph + ParamSpace);
+                           re-evaluates without bpy
+    assets/params.json     {"format": "splat.fitted/1", "program": name, "params": {name: value},
+                            "placement": [[4x4]] world <- program frame (row-major)}
+    assets/gaussians.pt    ProceduralGaussians.state() (canonical Gaussians bound to primitive keys;
+                           torch.load(weights_only=True)); what makes the splats editable
+    assets/splats.ply      world Gaussians at the fitted parameters, Inria 3DGS layout (viewers)
+
+Convention: ``placement`` maps the program's own frame (where ``ShapeProgram.evaluate`` puts the
+geometry; Blender's object-local space) to the world of the scene (+Z up, metres). World geometry is
+``placement @ part.transform``; the Gaussians follow through the same pushforward (see
+:mod:`splat.gaussians.model`). Parameter values are plain JSON scalars (float / int / bool).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from splat.errors import SplatError
+from splat.export.ply import SplatCloud, splats_from_world, write_splats_ply
+from splat.io import atomic_path, write_json_atomic
+
+PARAMS_FORMAT = "splat.fitted/1"
+PROGRAM_FILE = "program.json"
+PARAMS_FILE = "params.json"
+GAUSSIANS_FILE = "gaussians.pt"
+SPLATS_FILE = "splats.ply"
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value as a JSON scalar (tensors / numpy scalars -> python)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.numel() != 1:
+            raise ValueError(f"parameter value must be a scalar, got shape {list(value.shape)}")
+        value = value.reshape(()).item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def plain_params(params: Mapping[str, Any], space: Any | None = None) -> dict[str, Any]:
+    """Values as JSON scalars, typed by the ParamSpace when given (ints stay ints, bools bools)."""
+    out = {k: _plain(v) for k, v in params.items()}
+    if space is not None:
+        for p in space.params:
+            if p.name in out and not isinstance(out[p.name], list):
+                v = out[p.name]
+                out[p.name] = bool(v) if p.type == "bool" else int(round(v)) if p.type == "int" else float(v)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class EditableAsset:
+    """A program with fitted parameters and the Gaussians bound to its primitives.
+
+    Attributes:
+        program: the :class:`splat.program.ShapeProgram`.
+        params: fitted (or edited) parameter values, name -> python scalar, every space parameter set.
+        gaussians: the :class:`splat.gaussians.ProceduralGaussians` (canonical, shared by copies).
+        placement: [4, 4] float64, world <- program frame.
+        root: the run folder (or assets folder) it was loaded from, if any.
+        scene: the scene the run was trained on (name or path from config.json), if known.
+    """
+
+    program: Any
+    params: Mapping[str, Any]
+    gaussians: Any
+    placement: np.ndarray  # [4, 4]
+    root: Path | None = None
+    scene: str | None = None
+
+    def with_params(self, edits: Mapping[str, Any]) -> "EditableAsset":
+        """A copy with some parameters changed (validated against the ParamSpace)."""
+        merged = {**self.params, **edits}
+        valid = self.program.space.validate(merged, file=None)
+        return replace(self, params=plain_params(valid, self.program.space))
+
+    def geometry(self, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        """The program evaluated at ``params`` (B = 1) and moved by ``placement``: a Geometry."""
+        geo = self.program.evaluate(dict(self.params), dtype=dtype, device=device)
+        m = torch.as_tensor(self.placement, dtype=dtype, device=device)[None]
+        return geo.transformed(m)
+
+    def world_gaussians(self):
+        """World Gaussians (:class:`splat.gaussians.WorldGaussians`) at ``params``, without gradients,
+        in the Gaussians' own dtype and device."""
+        ref = next(iter(self.gaussians.params.values()))
+        with torch.no_grad():
+            return self.gaussians.pushforward(self.geometry(dtype=ref.dtype, device=ref.device), 0)
+
+    def splat_cloud(self) -> SplatCloud:
+        """The world Gaussians at ``params`` in 3DGS PLY form."""
+        w = self.world_gaussians()
+        return splats_from_world(w.means, w.covars.double(), w.opacities, w.sh)
+
+
+def placement_matrix(value: Any, *, file: Any = None) -> np.ndarray:
+    """Check a 4x4 affine placement (list of lists) -> float64 [4, 4]."""
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SplatError("must be a 4x4 list of numbers", file=file, field="placement") from None
+    if m.shape != (4, 4) or not np.isfinite(m).all() or not np.allclose(m[3], [0, 0, 0, 1]):
+        raise SplatError("must be a finite 4x4 affine matrix (last row 0 0 0 1)", file=file, field="placement")
+    if abs(np.linalg.det(m[:3, :3])) < 1e-12:
+        raise SplatError("is singular", file=file, field="placement")
+    return m
+
+
+def write_params_json(path: str | os.PathLike, program: Any, params: Mapping[str, Any],
+                      placement: np.ndarray | None = None) -> None:
+    """Write ``params.json`` (format ``splat.fitted/1``) atomically."""
+    pl = np.eye(4) if placement is None else np.asarray(placement, dtype=np.float64)
+    write_json_atomic(path, {
+        "format": PARAMS_FORMAT,
+        "program": getattr(program, "name", None),
+        "params": plain_params(params, program.space),
+        "placement": pl.tolist(),
+    })
+
+
+def read_params_json(path: str | os.PathLike, space: Any | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Read ``params.json`` -> (params, placement [4, 4]). Accepts a bare ``{name: value}`` object too
+    (placement = identity). With ``space``, values are validated (SplatError naming the parameter)."""
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise SplatError("top level must be a JSON object", file=path)
+    if "format" in data:
+        if data["format"] != PARAMS_FORMAT:
+            raise SplatError(f"unknown format {data['format']!r}; expected {PARAMS_FORMAT!r}", file=path, field="format")
+        params = data.get("params")
+        if not isinstance(params, dict):
+            raise SplatError("must be an object mapping parameter names to values", file=path, field="params")
+        placement = placement_matrix(data.get("placement", np.eye(4).tolist()), file=path)
+    else:
+        params, placement = data, np.eye(4)
+    if space is not None:
+        params = plain_params(space.validate(params, file=path), space)
+    return dict(params), placement
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise SplatError("file not found", file=path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SplatError(f"malformed JSON: {err}", file=path) from None
+
+
+def write_assets(assets_dir: str | os.PathLike, program: Any, params: Mapping[str, Any], gaussians: Any,
+                 placement: np.ndarray | Any | None = None) -> EditableAsset:
+    """Write program.json, params.json, gaussians.pt and splats.ply into ``assets_dir`` (atomically).
+
+    Args:
+        program: the ShapeProgram.
+        params: fitted values (python scalars or 1-element tensors), name -> value.
+        gaussians: the trained ProceduralGaussians.
+        placement: [4, 4] world <- program frame (tensor or array), or None for identity.
+    Returns the :class:`EditableAsset` it wrote (its ``splat_cloud()`` is what splats.ply holds).
+    """
+    d = Path(assets_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    pl = np.eye(4) if placement is None else (
+        placement.detach().cpu().double().numpy() if isinstance(placement, torch.Tensor) else np.asarray(placement, np.float64))
+    pl = pl.reshape(4, 4)
+    values = plain_params(program.space.validate(plain_params(params), file=None), program.space)
+    asset = EditableAsset(program, values, gaussians, pl, root=d)
+    with atomic_path(d / PROGRAM_FILE) as tmp:
+        program.save(tmp)
+    write_params_json(d / PARAMS_FILE, program, values, pl)
+    state = dict(gaussians.state())
+    state["keys"] = [key_to_list(k) for k in gaussians.keys]
+    with atomic_path(d / GAUSSIANS_FILE) as tmp:
+        torch.save(state, tmp)
+    write_splats_ply(d / SPLATS_FILE, asset.splat_cloud())
+    return asset
+
+
+def key_to_list(key: Any) -> list:
+    """A PrimitiveKey as plain data ``[tree, node, kind, [topology...]]`` (weights_only-loadable)."""
+    return [key.tree, key.node, key.kind, list(key.topology)]
+
+
+def state_keys(state: Mapping[str, Any], program: Any) -> list:
+    """The PrimitiveKeys of a ProceduralGaussians state: from its ``keys`` entry (written by
+    :func:`write_assets`), else parsed from its ``key_ids`` (``tree/node/kind/t0,t1,...``, see
+    :func:`splat.gaussians.key_id`) against the program's tree names."""
+    from splat.geonodes.primitives import PrimitiveKey
+
+    if "keys" in state:
+        return [PrimitiveKey(str(t), str(n), str(k), tuple(topo)) for t, n, k, topo in state["keys"]]
+    trees = sorted(program.graph.trees, key=len, reverse=True) if hasattr(program.graph, "trees") else []
+    keys = []
+    for kid in state["key_ids"]:
+        head, kind, topo = kid.rsplit("/", 2)
+        tree = next((t for t in trees if head.startswith(t + "/")), None)
+        if tree is None:
+            tree, node = head.split("/", 1)
+        else:
+            node = head[len(tree) + 1:]
+        keys.append(PrimitiveKey(tree, node, kind, tuple(_topo_item(x) for x in topo.split(",") if x != "")))
+    return keys
+
+
+def _topo_item(text: str) -> Any:
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def find_assets_dir(path: str | os.PathLike) -> Path:
+    """``path`` if it holds program.json, else ``path/assets``; SplatError if neither does."""
+    p = Path(path)
+    if not p.exists():
+        raise SplatError("no such run folder or assets folder", file=p)
+    if p.is_file():
+        p = p.parent
+    for cand in (p, p / "assets"):
+        if (cand / PROGRAM_FILE).is_file():
+            return cand
+    raise SplatError(f"neither this folder nor its assets/ holds {PROGRAM_FILE} (is this a finished run?)", file=p)
+
+
+def load_asset(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> EditableAsset:
+    """Load a run folder (``outputs/<scene>/<run>``) or its ``assets/`` folder as an EditableAsset.
+
+    The Gaussians come from ``assets/gaussians.pt``; the scene name from the run's ``config.json``
+    when present. Every problem is a SplatError naming the file.
+    """
+    from splat.gaussians import ProceduralGaussians
+    from splat.program import ShapeProgram
+
+    assets = find_assets_dir(path)
+    program = ShapeProgram.load(assets / PROGRAM_FILE)
+    params, placement = read_params_json(assets / PARAMS_FILE, program.space)
+    gpath = assets / GAUSSIANS_FILE
+    if not gpath.is_file():
+        raise SplatError(f"missing {GAUSSIANS_FILE}: the run's Gaussians (bound to the program's "
+                         "primitives) are needed to render and edit", file=gpath)
+    try:
+        state = torch.load(gpath, map_location=device, weights_only=True)
+    except Exception as err:
+        raise SplatError(f"cannot read ({type(err).__name__}: {err})", file=gpath) from None
+    try:
+        keys = state_keys(state, program)
+        gaussians = ProceduralGaussians.from_state(state, keys)
+    except (ValueError, KeyError, TypeError) as err:
+        raise SplatError(f"Gaussians do not match the program ({err})", file=gpath) from None
+    root = assets.parent if assets.name == "assets" else assets
+    scene = None
+    cfg = root / "config.json"
+    if cfg.is_file():
+        try:
+            scene = json.loads(cfg.read_text(encoding="utf-8")).get("scene")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            scene = None
+    return EditableAsset(program, params, gaussians, placement, root=root, scene=scene)
