@@ -263,8 +263,10 @@ def _load_tree(name: str, raw: dict, raw_trees: dict, interfaces: dict, file) ->
             raise _err(f"node {dst.name!r} ({dst.type}) has no input {vals['to_socket']!r}", file, lf + ".to_socket")
         links.append(Link(**vals))
     incoming: dict[tuple[str, str], list[Link]] = {}
+    link_index: dict[tuple[str, str], list[int]] = {}
     for i, l in enumerate(links):
         incoming.setdefault((l.to_node, l.to_socket), []).append(l)
+        link_index.setdefault((l.to_node, l.to_socket), []).append(i)
     # cycle check and evaluation order (Kahn over node dependencies)
     deps: dict[str, set[str]] = {n: set() for n in nodes}
     for l in links:
@@ -307,17 +309,17 @@ def _load_tree(name: str, raw: dict, raw_trees: dict, interfaces: dict, file) ->
     # link multiplicity and types
     for (to_node, to_socket), ls in incoming.items():
         s = next(s for s in nodes[to_node].inputs if s.key == to_socket)
+        idx = link_index[(to_node, to_socket)]
         if len(ls) > 1 and not s.multi:
-            i = links.index(ls[1])
-            raise _err(f"socket {to_socket!r} of {to_node!r} takes one link, got {len(ls)}", file, f"{tf}.links[{i}]")
+            raise _err(f"socket {to_socket!r} of {to_node!r} takes one link, got {len(ls)}", file,
+                       f"{tf}.links[{idx[1]}]")
         if s.allowed is not None:
-            raise _err(f"socket {to_socket!r} must not be linked (unsupported)", file,
-                       f"{tf}.links[{links.index(ls[0])}].to_socket")
-        for l in ls:
+            raise _err(f"socket {to_socket!r} must not be linked (unsupported)", file, f"{tf}.links[{idx[0]}].to_socket")
+        for i, l in zip(idx, ls):
             st = _out_type(nodes[l.from_node], l.from_socket)
             if not can_convert(st, s.type):
                 raise _err(f"cannot link {st} output {l.from_socket!r} of {l.from_node!r} to {s.type} input "
-                           f"{to_socket!r} of {to_node!r}", file, f"{tf}.links[{links.index(l)}]")
+                           f"{to_socket!r} of {to_node!r}", file, f"{tf}.links[{i}]")
     outs = [n for n, node in nodes.items() if node.type == "NodeGroupOutput"]
     if len(outs) > 1:
         raise _err(f"tree has {len(outs)} Group Output nodes (expected at most one)", file, f"{tf}.nodes.{outs[1]}")
@@ -381,6 +383,10 @@ def _load(raw, file) -> Graph:
         iface = _obj(t.get("interface", {}), file, f"trees.{name}.interface")
         interfaces[name] = (_interface(iface.get("inputs", []), file, f"trees.{name}.interface.inputs", True),
                             _interface(iface.get("outputs", []), file, f"trees.{name}.interface.outputs", False))
+    for i, s in enumerate(interfaces[main][0]):
+        if s.key != s.name and not s.key.endswith("[0]"):
+            raise _err(f"main tree inputs are the program's parameters and need unique names; {s.name!r} repeats",
+                       file, f"trees.{main}.interface.inputs[{i}].name")
     trees = {name: _load_tree(name, t, raw_trees, interfaces, file) for name, t in raw_trees.items()}
     # recursive groups
     calls = {name: {n.properties["node_tree"] for n in t.nodes.values() if n.type == "GeometryNodeGroup"}
@@ -399,10 +405,6 @@ def _load(raw, file) -> Graph:
     for name in trees:
         if name not in state:
             visit(name)
-    for i, s in enumerate(trees[main].inputs):
-        if s.key != s.name:
-            raise _err(f"main tree inputs are the program's parameters and need unique names; {s.name!r} repeats",
-                       file, f"trees.{main}.interface.inputs[{i}].name")
     if not any(s.type == "GEOMETRY" for s in trees[main].outputs):
         raise _err("main tree has no GEOMETRY output", file, f"trees.{main}.interface.outputs")
     return Graph(main=main, trees=trees, source=raw, file=None if file is None else str(file))

@@ -5,7 +5,8 @@ Each primitive node yields parts with an identity transform and its shape parame
 segments) may differ per batch element: one part is made per distinct topology, with complementary
 ``active`` masks. Counts below Blender's minimum give no part for that element (Blender returns an
 empty mesh). A Mesh Line yields one ``point`` part per vertex up to the batch's largest count,
-inactive beyond each element's count.
+inactive beyond each element's count. Counts above ``MAX_RESOLUTION`` / ``MAX_LINE_COUNT`` raise a
+``SplatError`` (the only evaluation-time error: counts can come from parameters).
 """
 
 from __future__ import annotations
@@ -13,16 +14,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from splat.errors import SplatError
 from splat.geonodes.geometry import Geometry, Part, identity_transforms
 from splat.geonodes.primitives import PrimitiveKey
 from splat.geonodes.spec import EvalContext, NodeSpec, PropSpec, SocketSpec, fixed, register
 
 FILL_TYPES = ("NONE", "NGON", "TRIANGLE_FAN")
+MAX_RESOLUTION = 1024  # per-axis vertex count of a primitive
+MAX_LINE_COUNT = 4096  # vertices of a Mesh Line
+
+
+def _check_counts(ctx: EvalContext, values: Tensor, limit: int, what: str) -> None:
+    if values.numel() and int(values.max()) > limit:
+        raise SplatError(f"{what} {int(values.max())} exceeds the supported maximum {limit}", field=f"{ctx.tree}.{ctx.node}")
 
 
 def _split(ctx: EvalContext, ints: list[Tensor]) -> list[tuple[tuple, Tensor]]:
     """Distinct rows of the stacked integer inputs, each with its [B] bool mask."""
     stacked = torch.stack([t.long() for t in ints], -1)  # [B, k]
+    _check_counts(ctx, stacked, MAX_RESOLUTION, "vertex count")
     uniq, inv = torch.unique(stacked, dim=0, return_inverse=True)
     return [(tuple(row), inv == i) for i, row in enumerate(uniq.tolist())]
 
@@ -136,6 +146,7 @@ def _eval_line(ctx, props, ins):
         step = torch.where((count > 1)[:, None], (off - start) / denom, torch.zeros_like(off))
     else:
         step = off
+    _check_counts(ctx, count, MAX_LINE_COUNT, "Mesh Line count")
     n = int(count.max().item()) if count.numel() else 0
     key = PrimitiveKey(ctx.tree, ctx.node, "point", ())
     eye = identity_transforms(ctx.batch_size, ctx.dtype, ctx.device)
