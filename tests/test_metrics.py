@@ -241,24 +241,20 @@ def test_param_errors_over_active_only():
     assert perfect.continuous_mae_pct == 0.0 and perfect.discrete_accuracy == 1.0
 
 
-class _FakeSpace:
-    """Stands for splat.params.ParamSpace: .params and .active(assignment) (docs/architecture.md)."""
+def test_param_errors_with_param_space():
+    from splat.params import ParamSpace
 
-    class P:
-        def __init__(self, name, type, low, high):
-            self.name, self.type, self.low, self.high = name, type, low, high
-
-    params = (P("a", "float", 0.0, 2.0), P("b", "float", 0.0, 1.0), P("k", "int", 0, 3))
-
-    def active(self, assignment):
-        return {"a": True, "b": assignment["k"] == 0, "k": True}
-
-
-def test_param_errors_with_param_space_interface():
-    e = param_errors({"a": 1.0, "b": 0.0, "k": 2}, {"a": 1.5, "b": 1.0, "k": 2}, _FakeSpace())
+    space = ParamSpace.from_dict({"format": "splat.params/1", "params": [
+        {"name": "a", "type": "float", "range": [0.0, 2.0], "default": 1.0},
+        {"name": "k", "type": "int", "range": [0, 3], "default": 0},
+        {"name": "b", "type": "float", "range": [0.0, 1.0], "default": 0.5, "requires": [["k", 0]]},
+    ]})
+    # k = 2: b is inactive, only a (25 % of its range off) and k (right) count
+    e = param_errors({"a": 1.0, "b": 0.0, "k": 2}, {"a": 1.5, "b": 1.0, "k": 2}, space)
     assert e.n_continuous == 1 and e.continuous_mae_pct == pytest.approx(25.0)
-    assert e.discrete_accuracy == 1.0
-    e0 = param_errors({"a": 1.5, "b": 0.5, "k": 1}, {"a": 1.5, "b": 1.0, "k": 0}, _FakeSpace())
+    assert e.discrete_accuracy == 1.0 and set(e.per_param) == {"a", "k"}
+    # k = 0 in the ground truth: b is active (activity follows the ground truth, not the prediction)
+    e0 = param_errors({"a": 1.5, "b": 0.5, "k": 1}, {"a": 1.5, "b": 1.0, "k": 0}, space)
     assert e0.n_continuous == 2 and e0.continuous_mae_pct == pytest.approx(25.0) and e0.discrete_accuracy == 0.0
 
 
