@@ -283,3 +283,18 @@ def test_look_at_helper_is_rigid():
     from splat.data.camera import rigidity_error
 
     assert rigidity_error(look_at_c2w([0.0, 0.0, 3.0])) is None  # straight down the up axis
+
+
+def test_load_cameras_only(scene_dir):
+    from splat.data import load_cameras
+
+    for p in (scene_dir / "images").iterdir():
+        p.unlink()  # no image file is needed
+    cams = load_cameras(scene_dir)
+    assert [c.name for c in cams] == ["view_000", "view_001", "view_002"]
+    edit_json(scene_dir, lambda m: [f.pop("file_path") for f in m["frames"]])
+    assert [c.name for c in load_cameras(scene_dir)] == ["view_0000", "view_0001", "view_0002"]
+    edit_json(scene_dir, lambda m: m["frames"][0].__setitem__("transform_matrix", np.eye(3).tolist()))
+    with pytest.raises(SplatError) as info:
+        load_cameras(scene_dir)
+    assert info.value.field == "frames[0].transform_matrix"

@@ -65,7 +65,8 @@ def _lookup(frame: dict, meta: dict, key: str, i: int) -> tuple[Any, str]:
     return meta.get(key), key
 
 
-def _camera(frame: dict, meta: dict, i: int, name: str, json_file) -> Camera:
+def frame_camera(frame: dict, meta: dict, i: int, name: str, json_file) -> Camera:
+    """The :class:`Camera` of ``frames[i]`` (per-frame intrinsics override ``meta``'s), fully checked."""
     vals = {}
     for key in INTRINSIC_KEYS:
         value, fld = _lookup(frame, meta, key, i)
@@ -99,6 +100,9 @@ def _camera(frame: dict, meta: dict, i: int, name: str, json_file) -> Camera:
     return Camera.from_opengl_c2w(c2w, K, vals["w"], vals["h"], name)
 
 
+_camera = frame_camera  # the name splat.viewer.cameras imported first
+
+
 def _frame_name(frame: dict, i: int, json_file) -> str:
     if "name" in frame:
         name = frame["name"]
@@ -126,6 +130,32 @@ def read_transforms(root: str | os.PathLike) -> tuple[Path, dict]:
     if not isinstance(meta, dict):
         raise SplatError("top level must be a JSON object", file=path)
     return path, meta
+
+
+def load_cameras(root: str | os.PathLike) -> tuple[Camera, ...]:
+    """Only the cameras of a scene folder or transforms.json-style file; no image file is opened.
+
+    Frames need ``transform_matrix`` and intrinsics; ``file_path`` may be absent (the frame is then
+    named ``name`` or ``view_<i>``). Errors are :class:`SplatError` naming the file and field.
+    """
+    json_file, meta = read_transforms(root)
+    frames = meta.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise SplatError("must be a non-empty list of frames", file=json_file, field="frames")
+    cams, seen = [], {}
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise SplatError("must be an object", file=json_file, field=f"frames[{i}]")
+        if "name" in frame or "file_path" in frame:
+            name = _frame_name(frame, i, json_file)
+        else:
+            name = f"view_{i:04d}"
+        if name in seen:
+            raise SplatError(f"duplicate frame name {name!r} (also frames[{seen[name]}])", file=json_file,
+                             field=f"frames[{i}].file_path")
+        seen[name] = i
+        cams.append(frame_camera(frame, meta, i, name, json_file))
+    return tuple(cams)
 
 
 def load_scene(root: str | os.PathLike) -> Scene:
@@ -159,7 +189,7 @@ def load_scene(root: str | os.PathLike) -> Scene:
             raise SplatError(f"duplicate frame name {name!r} (also frames[{seen[name]}]); give each frame a "
                              "unique file stem or \"name\"", file=json_file, field=f"frames[{i}].file_path")
         seen[name] = i
-        cam = _camera(frame, meta, i, name, json_file)
+        cam = frame_camera(frame, meta, i, name, json_file)
         h, w = cam.height, cam.width
         fld = f"frames[{i}].file_path"
         img_path = resolve_inside(scene_root, frame.get("file_path"), json_file=json_file, field=fld)
