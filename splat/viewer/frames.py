@@ -9,7 +9,7 @@ Images come back as float32 numpy arrays (``rgb [H, W, 3]``, ``depth [H, W]``, `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,11 @@ class Splats(NamedTuple):
     covars: Tensor  # [N, 3, 3]
     opacities: Tensor  # [N] in [0, 1]
     sh: Tensor  # [N, K, 3]
+
+
+def splats_from_cloud(cloud: Any) -> Splats:
+    """A :class:`splat.export.SplatCloud` (pre-activation, e.g. read from a 3DGS PLY) -> :class:`Splats`."""
+    return Splats(cloud.means, cloud.covariances(), torch.sigmoid(cloud.opacity_logits), cloud.sh)
 
 
 class View(NamedTuple):

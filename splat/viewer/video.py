@@ -30,7 +30,9 @@ def _even(frames: np.ndarray) -> np.ndarray:
 def write_video(path: str | os.PathLike, frames: np.ndarray | list[np.ndarray], *, fps: float = 20.0) -> Path:
     """Write ``frames`` (uint8 ``[T, H, W, 3]``) to ``path`` (.mp4 or .gif) atomically; return the path.
 
-    MP4 uses libx264 / yuv420p at quality 8 (odd sizes are padded by one pixel); GIF loops forever.
+    MP4 uses libx264 / yuv420p at quality 8 (odd sizes are padded by one pixel). GIF loops forever;
+    Pillow stores identical consecutive frames once with their durations added, so a GIF may hold fewer
+    frames than ``T`` while playing for exactly ``T / fps`` seconds.
     """
     path = Path(path)
     suffix = path.suffix.lower()
