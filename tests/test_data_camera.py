@@ -102,3 +102,20 @@ def test_agrees_with_gsplat_projection(tmp_path):
         means, covars, torch.as_tensor(cam.viewmat)[None], torch.as_tensor(cam.K)[None], 64, 48)
     np.testing.assert_allclose(means2d[0].numpy(), uv, atol=1e-9)
     np.testing.assert_allclose(depths[0].numpy(), z, atol=1e-9)
+
+
+def test_random_poses_round_trip_and_reproject():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        eye = rng.normal(size=3) * 3
+        c2w = look_at_c2w(eye, rng.normal(size=3) * 0.2)
+        viewmat = opengl_c2w_to_viewmat(c2w)
+        np.testing.assert_allclose(viewmat_to_opengl_c2w(viewmat), c2w, atol=1e-12)
+        np.testing.assert_allclose(viewmat @ c2w @ np.diag([1.0, -1.0, -1.0, 1.0]), np.eye(4), atol=1e-12)
+        cam = Camera(K, viewmat, 64, 48, "r")
+        depth = rng.uniform(0.5, 4.0, (48, 64))
+        pts = cam.backproject(depth)
+        uv, z = cam.project(pts)
+        rows, cols = np.divmod(np.arange(48 * 64), 64)
+        np.testing.assert_allclose(uv, np.stack([cols + 0.5, rows + 0.5], 1), atol=1e-9)
+        np.testing.assert_allclose(z, depth.reshape(-1), atol=1e-12)

@@ -133,6 +133,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"image must be [H, W, 3], got {a.shape}")
     if a.dtype != np.uint8:
+        if not np.all(np.isfinite(a)):
+            raise ValueError("image has NaN or infinite values")
         a = np.clip(np.round(np.asarray(a, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, a)
