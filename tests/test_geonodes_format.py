@@ -183,7 +183,7 @@ def _mutate(g, path, action, value):
     return g
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(_ALL_PATHS) - 1),
                           st.sampled_from(["delete", "replace", "duplicate", "rename"]), _JSON), min_size=1, max_size=3))
 def test_fuzzed_graphs_raise_only_splat_error(mutations):
@@ -204,7 +204,7 @@ def test_fuzzed_graphs_raise_only_splat_error(mutations):
         pass
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(_JSON)
 def test_arbitrary_json_raises_only_splat_error(obj):
     with pytest.raises(SplatError):
