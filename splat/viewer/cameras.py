@@ -88,32 +88,12 @@ def bounds_sphere(points: np.ndarray, *, percentile: float = 0.5) -> tuple[np.nd
 
 
 def load_camera_file(path: str | os.PathLike) -> list[Camera]:
-    """Cameras from a transforms.json-style file (or a folder holding ``transforms.json``).
+    """Cameras from a transforms.json-style file (or a folder holding ``transforms.json``), through
+    :func:`splat.data.load_cameras` (no image is read; frames are named by ``name``, the ``file_path``
+    stem, or ``view_<i>``). Errors are :class:`SplatError` naming the file and the field."""
+    from splat.data import load_cameras
 
-    Only the camera keys are read (intrinsics ``fl_x fl_y cx cy w h`` globally or per frame, and each
-    frame's ``transform_matrix``, camera->world in OpenGL axes); image paths may be absent. Frame names
-    come from ``name`` or the ``file_path`` stem, else ``view_<i>``. Errors are :class:`SplatError`
-    naming the file and the field.
-    """
-    from splat.data.transforms import _camera, read_transforms  # the loader's own per-frame checks
-
-    json_file, meta = read_transforms(Path(path))
-    frames = meta.get("frames")
-    if not isinstance(frames, list) or not frames:
-        raise SplatError("must be a non-empty list of frames", file=json_file, field="frames")
-    cams, seen = [], set()
-    for i, frame in enumerate(frames):
-        if not isinstance(frame, dict):
-            raise SplatError("must be an object", file=json_file, field=f"frames[{i}]")
-        name = frame.get("name")
-        if not isinstance(name, str) or not name:
-            fp = frame.get("file_path")
-            name = Path(fp.replace("\\", "/")).stem if isinstance(fp, str) and fp else f"view_{i:04d}"
-        if name in seen:
-            name = f"{name}_{i:04d}"
-        seen.add(name)
-        cams.append(_camera(frame, meta, i, name, json_file))
-    return cams
+    return list(load_cameras(Path(path)))
 
 
 def stack_cameras(cameras: list[Camera], *, dtype: torch.dtype = torch.float32,
