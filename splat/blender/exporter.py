@@ -228,7 +228,7 @@ def _build_nodes(bpy, tree, tree_json: Mapping, trees: Mapping, file, field) -> 
                 field=f,
             )
         if is_unavailable(src) or is_unavailable(dst):
-            raise SplatError("links an unavailable socket (check the node's properties)", file=file, field=f)
+            continue  # a socket the node's properties switch off (Value[1] of SQRT): no effect, as in Blender
         tree.links.new(src, dst)
 
 
