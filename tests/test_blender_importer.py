@@ -226,3 +226,33 @@ def test_import_bad_inputs(tmp_path):
     # an unknown object name
     with pytest.raises(SplatError, match="no object named"):
         import_blend(features, object_name="Nope")
+
+
+@pytest.mark.blender
+def test_node_table_matches_evaluator_registry():
+    # the importer/exporter's node types and properties are exactly what splat.geonodes evaluates
+    from splat.blender.importer import NODE_PROPERTIES
+    from splat.geonodes.format import GROUP_TYPES
+    from splat.geonodes.spec import REGISTRY
+
+    assert set(NODE_PROPERTIES) == set(REGISTRY) | (set(GROUP_TYPES) - {"NodeFrame", "NodeReroute"})
+    for node_type, spec in REGISTRY.items():
+        assert set(NODE_PROPERTIES[node_type]) == set(spec.properties), node_type
+
+
+@pytest.mark.blender
+def test_import_rejects_operations_the_evaluator_lacks(tmp_path):
+    import bpy
+
+    from splat.blender.importer import import_blend
+
+    _build_features_blend(tmp_path / "f.blend")
+    math = bpy.data.node_groups["Main"].nodes.new("ShaderNodeMath")
+    math.name = "Snap"
+    math.operation = "SNAP"
+    bad = tmp_path / "snap.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(bad))
+    with pytest.raises(SplatError, match="SNAP") as err:
+        import_blend(bad)
+    assert err.value.field == "trees.Main.nodes.Snap.properties.operation"
+    assert err.value.file == str(bad)

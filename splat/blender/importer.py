@@ -265,13 +265,17 @@ def import_blend(path: str | os.PathLike, *, object_name: str | None = None) -> 
     Raises:
         SplatError: missing or unreadable file, no (or ambiguous) modifier, an unsupported node type
             (naming the tree and node), an interface socket type we cannot express, a muted node whose
-            bypass we cannot express, an invalid link.
+            bypass we cannot express, an invalid link, or anything ``splat.geonodes.load_graph``
+            rejects (an operation or input value our evaluator does not support), naming the field.
 
     Replaces the bpy session's data (see :mod:`splat.blender`).
     """
+    from splat.geonodes import load_graph
+
     bpy = open_blend(path)
     obj, mod = find_program_object(bpy, path, object_name)
     graph = graph_from_tree(mod.node_group, file=path)
+    load_graph(graph, file=path)  # what we hand out always loads (e.g. a Math operation we lack)
     values = modifier_values(mod)
     return ImportedProgram(graph, param_skeleton(graph, values, Path(path).stem), values, obj.name)
 
