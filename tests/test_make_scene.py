@@ -1,7 +1,6 @@
 """Tests of the Cycles scene maker (splat.blender.make_scene) and its camera rig.
 
-Budget: ~40 s on 2 shared cores (three tiny 64x64 scenes of 4 views at 8 samples, rendered once per
-module). Depth and masks are checked against Blender's own ray casts of the ground-truth mesh
+Budget: ~30 s on 2 shared cores (three tiny 64x64 scenes of 2-4 views at 8 samples). Depth and masks are checked against Blender's own ray casts of the ground-truth mesh
 (mathutils BVH), which is independent of the Cycles render.
 """
 
@@ -63,44 +62,17 @@ def test_rig_deterministic_and_validated():
 # ------------------------------------------------------------------------------ rendered scenes
 
 
-def _box(lo, hi):
-    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    v = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
-                  [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
-    return v, f
-
-
-def _table_mesh():
-    """A little table: a top and four legs (copies share a key)."""
-    from splat.blender.make_scene import ObjectMesh
-
-    boxes = [((-0.4, -0.3, 0.62), (0.4, 0.3, 0.66), 0)]
-    for sx in (-1, 1):
-        for sy in (-1, 1):
-            c = np.array([0.34 * sx, 0.24 * sy])
-            boxes.append(((c[0] - 0.025, c[1] - 0.025, 0.0), (c[0] + 0.025, c[1] + 0.025, 0.62), 1))
-    verts, faces, part = [], [], []
-    for i, (lo, hi, key) in enumerate(boxes):
-        v, f = _box(lo, hi)
-        faces.append(f + 8 * i)
-        verts.append(v)
-        part.append(np.full(len(f), i))
-    keys = ["top"] + ["leg"] * 4
-    return ObjectMesh(np.concatenate(verts), np.concatenate(faces), np.concatenate(part), keys)
-
-
 def _render_small(out, seed=1, **kw):
     from splat.blender.make_scene import RenderSettings, SceneRequest, make_scene
 
-    return make_scene(SceneRequest(out=out, seed=seed, **{k: v for k, v in kw.items() if k != "object_mesh"}),
-                      cameras=CAMS, render=RenderSettings(samples=8), object_mesh=kw.get("object_mesh"))
+    return make_scene(SceneRequest(out=out, seed=seed, **kw), cameras=CAMS, render=RenderSettings(samples=8))
 
 
 @pytest.fixture(scope="module")
-def table_scene(tmp_path_factory):
-    out = tmp_path_factory.mktemp("table")
-    _render_small(out, seed=1, object_mesh=_table_mesh())
+def chair_scene(tmp_path_factory):
+    """Our chair program with random valid parameters from seed 1."""
+    out = tmp_path_factory.mktemp("chair")
+    _render_small(out, seed=1, program="chair")
     return out
 
 
@@ -131,32 +103,48 @@ def _raycast(scene, mesh_path):
 
 
 @pytest.mark.blender
-def test_scene_reloads_with_manifest(table_scene):
-    from splat.data import load_scene
+def test_program_scene_reloads_with_ground_truth(chair_scene):
+    import torch
 
-    scene = load_scene(table_scene)
+    from splat.blender.make_scene import read_mesh_ply
+    from splat.data import load_scene
+    from splat.program import load_program
+
+    scene = load_scene(chair_scene)
     assert len(scene) == 4 and len(scene.train_indices) == 3 and len(scene.test_indices) == 1
     assert scene.names[scene.test_indices[0]].startswith("test_")
-    assert scene.extra_path("gt_mesh").is_file()
     m = scene.extras["manifest"]
     assert m["seed"] == 1 and m["blender_version"].startswith("4.")
     assert m["render"]["samples"] == 8 and m["cameras"]["n_train"] == 3
     assert {x["kind"] for x in m["materials"]} <= {"wood", "fabric", "painted"}
-    legs = [x for x in m["materials"] if x["part"] == "leg"]
-    assert all(x == legs[0] for x in legs)  # copies share a material
+    by_part = {}
+    for x in m["materials"]:
+        by_part.setdefault(x["part"], []).append(x)
+    assert all(all(y == group[0] for y in group) for group in by_part.values())  # copies share a material
     assert scene.extras["background"] == [1.0, 1.0, 1.0]
-    assert all(d is not None and m is not None for d, m in zip(scene.depths, scene.masks))
+    assert all(d is not None and k is not None for d, k in zip(scene.depths, scene.masks))
+    # Ground truth: the program name and valid parameters, and the mesh is exactly the program's.
+    program = load_program(scene.program)
+    assert scene.program == "chair"
+    assert program.space.validate(scene.gt_params) == scene.gt_params
+    mesh = program.evaluate(scene.gt_params, dtype=torch.float64).realize()
+    keep = mesh.face_active[0].numpy()
+    want = mesh.verts[0].numpy()[np.unique(mesh.faces.numpy()[keep])] + np.array(m["placement_offset"])
+    verts, faces = read_mesh_ply(scene.extra_path("gt_mesh"))
+    assert len(faces) == int(keep.sum())
+    np.testing.assert_allclose(np.sort(verts, axis=0), np.sort(want, axis=0), atol=1e-6)
+    np.testing.assert_allclose(verts[:, 2].min(), 0.0, atol=1e-6)
 
 
 @pytest.mark.blender
-def test_depth_backprojects_onto_gt_mesh(table_scene):
+def test_depth_backprojects_onto_gt_mesh(chair_scene):
     from mathutils import Vector
     from mathutils.bvhtree import BVHTree
 
     from splat.blender.make_scene import read_mesh_ply
     from splat.data import load_scene
 
-    scene = load_scene(table_scene)
+    scene = load_scene(chair_scene)
     verts, faces = read_mesh_ply(scene.extra_path("gt_mesh"))
     bvh = BVHTree.FromPolygons(verts.tolist(), faces.tolist())
     pts = np.concatenate([cam.backproject(d) for cam, d in zip(scene.cameras, scene.depths)])
@@ -172,12 +160,12 @@ def test_depth_backprojects_onto_gt_mesh(table_scene):
 
 
 @pytest.mark.blender
-def test_masks_match_alpha_and_geometry(table_scene):
+def test_masks_match_alpha_and_geometry(chair_scene):
     from scipy.ndimage import binary_dilation, binary_erosion
 
     from splat.data import load_scene
 
-    scene = load_scene(table_scene)
+    scene = load_scene(chair_scene)
     exact = _raycast(scene, scene.extra_path("gt_mesh"))
     bg = np.asarray(scene.extras["background"], dtype=np.float32)
     for img, mask, depth, hit in zip(scene.images, scene.masks, scene.depths, exact):
@@ -195,11 +183,12 @@ def test_masks_match_alpha_and_geometry(table_scene):
 
 
 @pytest.mark.blender
-def test_same_seed_same_scene(table_scene, tmp_path):
+def test_same_seed_same_scene(chair_scene, tmp_path):
     from splat.data import load_scene
 
-    _render_small(tmp_path, seed=1, object_mesh=_table_mesh())
-    a, b = load_scene(table_scene), load_scene(tmp_path)
+    _render_small(tmp_path, seed=1, program="chair")
+    a, b = load_scene(chair_scene), load_scene(tmp_path)
+    assert a.gt_params == b.gt_params
     for ca, cb in zip(a.cameras, b.cameras):
         np.testing.assert_array_equal(ca.viewmat, cb.viewmat)
         np.testing.assert_array_equal(ca.K, cb.K)
@@ -242,5 +231,24 @@ def test_bad_inputs(tmp_path):
         make_scene(SceneRequest(out=tmp_path, seed=0, mesh_file=tmp_path / "x.stl"))
     with pytest.raises(SplatError, match="--params"):
         main(["--program", "chair", "--params", "{not json", "--out", str(tmp_path)])
+    with pytest.raises(SplatError, match="Seat Height"):
+        make_scene(SceneRequest(out=tmp_path, seed=0, program="chair", params={"Seat Height": 5.0}))
+    with pytest.raises(SplatError, match="no program"):
+        make_scene(SceneRequest(out=tmp_path, seed=0, program="no_such_program"))
     with pytest.raises(SplatError, match="--out"):
         main(["--mesh", str(POLYHAVEN / "painted_wooden_stool_1k.gltf")])
+
+
+def test_sensor_noise_model():
+    from splat.blender.make_scene import SensorNoise, add_sensor_noise
+
+    depth = np.zeros((100, 200), np.float32)
+    depth[:, :100] = 0.5  # near plane
+    depth[:, 100:150] = 2.0  # far plane; 150: is empty (no reading)
+    noisy = add_sensor_noise(depth, SensorNoise(enabled=True), np.random.default_rng(0))
+    assert np.all(noisy[:, 150:] == 0)  # no reading stays no reading
+    near, far = noisy[:, 5:95], noisy[:, 105:145]
+    assert abs((near[near > 0] - 0.5).std() - (0.0012 + 0.0019 * 0.01)) < 3e-4
+    assert abs((far[far > 0] - 2.0).std() - (0.0012 + 0.0019 * 2.56)) < 1e-3  # grows with distance
+    assert 0.002 < (near == 0).mean() < 0.03  # random holes, about 1 %
+    assert 0.3 < (noisy[:, [99, 100, 149]] == 0).mean() < 0.7  # half the edge pixels dropped

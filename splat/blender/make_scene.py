@@ -450,18 +450,17 @@ def _file_sha256(path: Path) -> str:
 
 def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSettings(),
                render: RenderSettings = RenderSettings(), noise: SensorNoise = SensorNoise(),
-               object_mesh: ObjectMesh | None = None, command: str | None = None) -> Path:
+               command: str | None = None) -> Path:
     """Render a scene folder; returns the path of its transforms.json.
 
-    The object is one of: ``request.program`` (our program, ``request.params`` or random valid ones),
-    ``request.mesh_file`` (a glTF/OBJ/PLY with its own materials), or ``object_mesh`` (an in-memory
-    mesh, world frame, rendered with procedural materials, used by tests). Randomness (parameters,
+    The object is either ``request.program`` (our program with ``request.params`` or random valid
+    ones, rendered with seeded procedural materials) or ``request.mesh_file`` (a glTF/OBJ/PLY with its
+    own materials). Randomness (parameters,
     materials, sun, cameras, sensor noise) comes from independent streams of ``request.seed``; the
     Cycles seed is ``request.seed`` too, so the same request makes the same scene.
     """
     bpy = _bpy()
-    given = [request.program is not None, request.mesh_file is not None, object_mesh is not None]
-    if sum(given) != 1:
+    if (request.program is None) == (request.mesh_file is None):
         raise SplatError("give exactly one of --program or --mesh", field="--program/--mesh")
     if request.params is not None and request.program is None:
         raise SplatError("--params needs --program", field="--params")
@@ -482,12 +481,8 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
         source = {"kind": "mesh_file", "file": path.name, "sha256": _file_sha256(path)}
         material_record = "from the file"
     else:
-        if request.program is not None:
-            mesh, gt_params, program_name = program_mesh(request.program, request.params, rng_params)
-            source = {"kind": "program", "program": program_name, "params_given": request.params is not None}
-        else:
-            mesh = object_mesh
-            source = {"kind": "object_mesh", "n_verts": int(len(mesh.verts)), "n_faces": int(len(mesh.faces))}
+        mesh, gt_params, program_name = program_mesh(request.program, request.params, rng_params)
+        source = {"kind": "program", "program": program_name, "params_given": request.params is not None}
         if len(mesh.faces) == 0:
             raise SplatError("the object has no faces (every part is inactive?)", field="params")
         mesh, offset = place_on_ground(mesh)
@@ -563,6 +558,16 @@ class ShippedScene:
 
 
 SHIPPED: tuple[ShippedScene, ...] = (
+    ShippedScene("chair", seed=3, program="chair", params={
+        "Seat Height": 0.46, "Seat Width": 0.46, "Seat Depth": 0.44, "Seat Thickness": 0.05, "Legs Type": 0,
+        "Leg Size": 0.035, "Has Stretchers": True, "Stretcher Height": 0.12, "Has Back": True, "Back Type": 1,
+        "Back Height": 0.42, "Back Thickness": 0.025, "Slat Count": 4, "Has Arms": False}),
+    ShippedScene("table", seed=5, program="table", params={
+        "Width": 1.3, "Depth": 0.8, "Height": 0.74, "Top Thickness": 0.04, "Top Shape": 0, "Legs Type": 1,
+        "Leg Size": 0.06, "Leg Inset": 0.06, "Has Shelf": True, "Shelf Height": 0.2}),
+    ShippedScene("cabinet", seed=7, program="cabinet", params={
+        "Width": 1.0, "Height": 1.2, "Depth": 0.42, "Board Thickness": 0.02, "Has Back": True, "Has Legs": True,
+        "Leg Height": 0.12, "Leg Size": 0.04, "Interior": 0, "Shelf Count": 3, "Has Doors": False}),
     ShippedScene("stool", seed=11, mesh_file="painted_wooden_stool_1k.gltf"),
 )
 
