@@ -31,15 +31,16 @@ def run_dir(tmp_path_factory):
 
 
 def test_orbit_video_has_the_right_frame_count(run_dir, tmp_path):
-    res = render(RenderConfig(run=run_dir, out=tmp_path, **SMALL))
-    assert sorted(p.name for p in res.files) == ["orbit.gif", "orbit.mp4"]
-    for p in res.files:
+    res = render(RenderConfig(run=run_dir, out=tmp_path, strip=3, **SMALL))
+    assert sorted(p.name for p in res.files) == ["orbit.gif", "orbit.mp4", "orbit_strip.png"]
+    for p in res.files[:2]:
         assert count_frames(p) == 5
     import imageio.v3 as iio
 
     frame = iio.imread(tmp_path / "orbit.gif", index=0)
     assert frame.shape[:2] == (40, 3 * 48)  # rgb | depth | alpha
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["orbit.gif", "orbit.mp4"]  # no temp files
+    assert iio.imread(tmp_path / "orbit_strip.png").shape == (40, 3 * 3 * 48 + 2 * 2, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orbit.gif", "orbit.mp4", "orbit_strip.png"]  # no temp files
 
 
 def test_edit_changes_the_edited_part_and_leaves_far_pixels_unchanged(run_dir):

@@ -30,7 +30,7 @@ import tyro
 from splat.errors import SplatError
 from splat.viewer.cameras import bounds_sphere, load_camera_file, orbit_cameras, orbit_distance
 from splat.viewer.edits import find_param, inactive_edits, parse_sets, sweep_values
-from splat.viewer.frames import ViewSettings, panel, render_views, shared_depth_range
+from splat.viewer.frames import ViewSettings, hstack, panel, render_views, shared_depth_range
 from splat.viewer.video import write_video
 
 
@@ -62,6 +62,8 @@ class RenderConfig:
     """Horizontal field of view of orbit / sweep cameras (degrees)."""
     elevation: float = 20.0
     """Elevation of orbit / sweep cameras above the object's centre (degrees)."""
+    strip: int = 0
+    """Also write orbit_strip.png: this many evenly spaced orbit frames side by side (0: none)."""
     cameras: Optional[Path] = None
     """Also render the views of this transforms.json-style camera file into views/."""
     test_views: bool = True
@@ -91,6 +93,8 @@ class RenderResult:
 
 
 def _check(cfg: RenderConfig) -> None:
+    if cfg.strip < 0:
+        raise SplatError(f"must be >= 0, got {cfg.strip}", field="--strip")
     for name in ("frames", "width", "height", "sweep_frames"):
         if getattr(cfg, name) < 1:
             raise SplatError(f"must be >= 1, got {getattr(cfg, name)}", field=f"--{name.replace('_', '-')}")
@@ -169,6 +173,8 @@ def render(cfg: RenderConfig) -> RenderResult:
         frames = _frames([world] * len(cams), cams, cfg, vs)
         for fmt in cfg.formats:
             files.append(write_video(out / f"orbit{tag}.{fmt}", frames, fps=cfg.fps))
+        if cfg.strip:
+            files.append(write_png(out / f"orbit_strip{tag}.png", _strip(frames, cfg.strip)))
 
     if cfg.cameras is not None:
         cams = load_camera_file(cfg.cameras)
@@ -219,6 +225,12 @@ def render(cfg: RenderConfig) -> RenderResult:
     for f in files:
         print(f"wrote {f}")
     return RenderResult(tuple(files), dict(asset.params), psnrs)
+
+
+def _strip(frames: np.ndarray, n: int) -> np.ndarray:
+    """``n`` evenly spaced frames of ``frames`` [T, H, W, 3] side by side (a 2-pixel white gap)."""
+    idx = np.linspace(0, len(frames), min(n, len(frames)), endpoint=False).astype(int)
+    return hstack([frames[i] for i in idx], gap=2)
 
 
 def _render_ply(cfg: RenderConfig) -> RenderResult:
