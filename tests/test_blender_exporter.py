@@ -256,3 +256,24 @@ def test_export_accepts_tensors_and_numpy(tmp_path):
     for bad in ({"Count": 2.5}, {"Width": float("nan")}, {"Width": [0.1, 0.2]}):
         with pytest.raises(SplatError, match="does not fit|not finite"):
             export_blend(_small_graph(), bad, tmp_path / "t.blend")
+
+
+def test_export_places_object(tmp_path):
+    import bpy
+
+    from splat.blender.evaluate import BlenderProgram
+    from splat.blender.exporter import export_blend
+
+    m = np.eye(4)
+    m[:3, 3] = [1.0, 2.0, 3.0]
+    m[:3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    path = export_blend(_small_graph(), {"Width": 0.5}, tmp_path / "placed.blend", matrix_world=m)
+    program = BlenderProgram.open(path)  # geometry stays object-local
+    assert np.allclose([list(row) for row in bpy.data.objects["Program"].matrix_world], m, atol=1e-6)
+    placed = program.evaluate({}).vertices
+    ref = BlenderProgram.from_graph(_small_graph()).evaluate({"Width": 0.5})
+    assert _same_set(placed, ref.vertices)
+    with pytest.raises(RuntimeError, match="session was replaced"):  # not a crash on dangling data
+        program.evaluate({})
+    with pytest.raises(SplatError, match=r"\[4, 4\]"):
+        export_blend(_small_graph(), {}, tmp_path / "bad.blend", matrix_world=np.eye(3))

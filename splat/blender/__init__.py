@@ -34,4 +34,22 @@ def require_bpy():
         raise SplatError(BLENDER_EXTRA_HINT) from None
 
 
-__all__ = ["BLENDER_EXTRA_HINT", "require_bpy"]
+_session_counter = 0
+
+
+def new_session() -> int:
+    """Mark that the bpy session's data was replaced; return the new session's number.
+
+    Objects from an earlier session are dangling (touching them can crash the interpreter), so holders
+    such as :class:`splat.blender.evaluate.BlenderProgram` check :func:`current_session` first.
+    """
+    global _session_counter
+    _session_counter += 1
+    return _session_counter
+
+
+def current_session() -> int:
+    return _session_counter
+
+
+__all__ = ["BLENDER_EXTRA_HINT", "current_session", "new_session", "require_bpy"]

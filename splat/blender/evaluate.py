@@ -16,6 +16,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from splat.blender import current_session
 from splat.blender.exporter import build_program_object, set_modifier_values
 from splat.blender.importer import find_program_object, open_blend
 
@@ -47,6 +48,7 @@ class BlenderProgram:
         self._obj = obj
         self._mod = mod
         self._file = file
+        self._session = current_session()
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, object_name: str | None = None) -> "BlenderProgram":
@@ -63,6 +65,11 @@ class BlenderProgram:
         """Set ``params`` (by interface name; others keep their current value) and evaluate."""
         import bpy
 
+        if self._session != current_session():
+            raise RuntimeError(
+                "this BlenderProgram's bpy session was replaced (another file opened or graph built); "
+                "open it again"
+            )
         set_modifier_values(self._obj, self._mod, params, file=self._file)
         depsgraph = bpy.context.evaluated_depsgraph_get()
         evaluated = self._obj.evaluated_get(depsgraph)

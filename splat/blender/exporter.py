@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from splat.blender import require_bpy
+from splat.blender import new_session, require_bpy
 from splat.blender.importer import (
     GRAPH_FORMAT,
     NODE_PROPERTIES,
@@ -44,6 +44,7 @@ def export_blend(
     *,
     object_name: str = DEFAULT_OBJECT_NAME,
     file: str | os.PathLike | None = None,
+    matrix_world=None,
 ) -> Path:
     """Write ``graph`` with modifier values ``params`` to the .blend ``path`` (atomically).
 
@@ -53,13 +54,24 @@ def export_blend(
         path: the .blend to write; its folder is created.
         object_name: name of the Blender object that carries the modifier.
         file: the file ``graph`` was read from, only used to name it in errors.
+        matrix_world: optional [4, 4] object-to-world placement of the object (identity by default);
+            the program's geometry is in the object's local frame either way.
 
     Raises:
         SplatError: malformed graph (unknown tree, node type, property value, socket name), unknown
             parameter name, or a value of the wrong kind.
     """
     bpy = require_bpy()
-    build_program_object(graph, params, object_name=object_name, file=file)
+    obj = build_program_object(graph, params, object_name=object_name, file=file)
+    if matrix_world is not None:
+        if hasattr(matrix_world, "detach"):
+            matrix_world = matrix_world.detach().cpu().numpy()
+        m = np.asarray(matrix_world, dtype=np.float64)
+        if m.shape != (4, 4) or not np.isfinite(m).all():
+            raise SplatError(f"expected a finite [4, 4] matrix, got shape {m.shape}", field="matrix_world")
+        import mathutils  # comes with bpy; a plain nested list would be read column by column
+
+        obj.matrix_world = mathutils.Matrix([list(row) for row in m])
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.unlink()  # Blender would otherwise keep the empty placeholder as a .blend1 backup
@@ -80,6 +92,7 @@ def build_program_object(
     """Build ``graph`` in a fresh, empty bpy session; return the object carrying the modifier."""
     bpy = require_bpy()
     _check_graph_shape(graph, file)
+    new_session()
     with quiet_stdout():
         bpy.ops.wm.read_factory_settings(use_empty=True)
     trees = {}

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from splat.blender import require_bpy
+from splat.blender import new_session, require_bpy
 from splat.errors import SplatError
 
 GRAPH_FORMAT = "splat.geonodes/1"
@@ -197,6 +197,7 @@ def open_blend(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise SplatError("no such .blend file", file=path)
+    new_session()
     try:
         with quiet_stdout():
             bpy.ops.wm.open_mainfile(filepath=str(path.resolve()), load_ui=False)
