@@ -119,8 +119,17 @@ def test_parity_shipped_blend_programs(name, tmp_path, record_property):
 def test_parity_own_programs(name, tmp_path, record_property):
     from splat.blender.evaluate import BlenderProgram
     from splat.blender.exporter import export_blend
-    from splat.program import load_program
+    from splat.blender.importer import import_blend
+    from splat.geonodes import load_graph
+    from splat.program import ShapeProgram, load_program
 
     program = load_program(name)
     path = export_blend(program.graph.to_dict(), program.space.defaults(), tmp_path / f"{name}.blend")
+    # the exported file imports back to a graph our evaluator evaluates exactly as the original
+    back = ShapeProgram(load_graph(import_blend(path).graph), program.space, name, None)
+    batch = program.space.sample(16, torch.Generator().manual_seed(7))
+    a = program.evaluate(batch, dtype=torch.float64).realize()
+    b = back.evaluate(batch, dtype=torch.float64).realize()
+    assert torch.equal(a.vert_active, b.vert_active) and torch.equal(a.n_polys, b.n_polys)
+    assert torch.allclose(a.verts[a.vert_active], b.verts[b.vert_active], atol=1e-6)
     _check_parity(f"programs/{name}", program, BlenderProgram.open(path), record_property)
