@@ -32,7 +32,7 @@ def rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quat
 
     n, n_cam = means.shape[0], viewmats.shape[0]
     invalid = ~torch.isfinite(means).all(-1) | ~torch.isfinite(opacities)
-    invalid |= ~torch.isfinite(colors.reshape(n, -1)).all(-1)
+    invalid |= ~torch.isfinite(colors.flatten(1)).all(-1)
     if covars is not None:
         invalid |= ~torch.isfinite(covars.reshape(n, 9)).all(-1)
     else:

@@ -125,7 +125,7 @@ def rasterize(
 
     # Cull Gaussians with non-finite inputs: replace their rows by harmless values (gradient 0).
     invalid = ~torch.isfinite(means).all(-1) | ~torch.isfinite(opacities)
-    invalid |= ~torch.isfinite(colors.reshape(n, -1)).all(-1)
+    invalid |= ~torch.isfinite(colors.flatten(1)).all(-1)
     if covars is not None:
         invalid |= ~torch.isfinite(covars.reshape(n, 9)).all(-1)
     else:
