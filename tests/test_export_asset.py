@@ -16,7 +16,7 @@ from export_helpers import make_run, stool_program
 from scipy.spatial import cKDTree
 
 from splat.errors import SplatError
-from splat.export.asset import load_asset, read_params_json, state_keys, write_params_json
+from splat.export.asset import load_asset, read_params_json, state_keys, uncovered_keys, write_params_json
 from splat.export.ply import read_splats_ply
 from splat.export.run import ExportConfig, export
 from splat.gaussians import key_id
@@ -96,6 +96,27 @@ def test_edits_move_the_gaussians_with_their_parts(run_dir):
     with pytest.raises(SplatError) as e:
         asset.with_params({"Seat Height": 2.0})
     assert e.value.field == "Seat Height"
+
+
+def test_structure_edit_covers_primitives_without_gaussians(tmp_path):
+    asset = load_asset(make_run(tmp_path / "square_only", num=400, all_keys=False))
+    assert "Round Leg" not in {k.node for k in asset.gaussians.keys}
+    bare = asset.with_params({"Legs Type": 1}, cover_new=False)
+    assert [k.node for k in uncovered_keys(bare)] == ["Round Leg"]
+    covered = asset.with_params({"Legs Type": 1})
+    assert uncovered_keys(covered) == [] and len(covered.gaussians) > len(asset.gaussians)
+    world = covered.world_gaussians()
+    nodes = [p.key.node for p in covered.geometry().parts]
+    on_legs = torch.tensor([nodes[i] == "Round Leg" for i in world.part.tolist()])
+    assert int(on_legs.sum()) >= 4 * 64 // 4  # four copies share the new canonical Gaussians
+    # the new Gaussians take the opacity-weighted mean colour of the existing ones (one tree here)
+    rgb = 0.5 + 0.28209479177387814 * world.sh[on_legs, 0]
+    assert torch.allclose(rgb, rgb[:1].expand_as(rgb), atol=1e-5)
+    # deterministic, and the old Gaussians are untouched
+    again = asset.with_params({"Legs Type": 1})
+    torch.testing.assert_close(again.gaussians.params["means"], covered.gaussians.params["means"])
+    n = len(asset.gaussians)
+    torch.testing.assert_close(covered.gaussians.params["means"][:n], asset.gaussians.params["means"])
 
 
 def test_params_json_errors_and_bare_form(tmp_path):

@@ -84,11 +84,17 @@ class EditableAsset:
     root: Path | None = None
     scene: str | None = None
 
-    def with_params(self, edits: Mapping[str, Any]) -> "EditableAsset":
-        """A copy with some parameters changed (validated against the ParamSpace)."""
+    def with_params(self, edits: Mapping[str, Any], *, cover_new: bool = True) -> "EditableAsset":
+        """A copy with some parameters changed (validated against the ParamSpace).
+
+        An edit of the structure can bring in primitives the run never trained Gaussians for (round legs
+        on a chair fitted with square ones). With ``cover_new`` those get fresh Gaussians on their
+        surface (:func:`cover_new_primitives`), so they are visible; otherwise they render empty.
+        """
         merged = {**self.params, **edits}
         valid = self.program.space.validate(merged, file=None)
-        return replace(self, params=plain_params(valid, self.program.space))
+        out = replace(self, params=plain_params(valid, self.program.space))
+        return cover_new_primitives(out) if cover_new else out
 
     def geometry(self, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
         """The program evaluated at ``params`` (B = 1) and moved by ``placement``: a Geometry."""
@@ -107,6 +113,74 @@ class EditableAsset:
         """The world Gaussians at ``params`` in 3DGS PLY form."""
         w = self.world_gaussians()
         return splats_from_world(w.means, w.covars.double(), w.opacities, w.sh)
+
+
+def uncovered_keys(asset: EditableAsset) -> list:
+    """Primitive keys with a surface, active at ``asset.params``, that own no Gaussians."""
+    owned = set(asset.gaussians.keys)
+    counts = torch.bincount(asset.gaussians.prim, minlength=len(asset.gaussians.keys))
+    empty = {k for k, c in zip(asset.gaussians.keys, counts.tolist()) if c == 0}
+    out = []
+    for part in asset.geometry().parts:
+        if part.canonical.faces.numel() and bool(part.active[0]) and (part.key not in owned or part.key in empty):
+            if part.key not in out:
+                out.append(part.key)
+    return out
+
+
+def cover_new_primitives(asset: EditableAsset, *, seed: int = 0) -> EditableAsset:
+    """Put Gaussians on the active primitives that have none (see :meth:`EditableAsset.with_params`).
+
+    Convention: they are placed by :func:`splat.gaussians.init_gaussians` (area-weighted, flat along the
+    face normal) at the density of the existing Gaussians (count per world area), in one constant colour:
+    the opacity-weighted mean DC colour of the Gaussians of the same node tree (the square legs' colour
+    for round legs), else of all Gaussians. Deterministic (``seed``). Returns ``asset`` unchanged when
+    nothing is missing.
+    """
+    from splat.gaussians import InitSettings, ProceduralGaussians, init_gaussians
+    from splat.geonodes import Geometry
+
+    missing = uncovered_keys(asset)
+    if not missing:
+        return asset
+    g = asset.gaussians
+    ref = next(iter(g.params.values()))
+    geo = asset.geometry(dtype=torch.float64)
+    parts = tuple(p for p in geo.parts if p.key in missing)
+
+    def area(ps) -> float:
+        total = 0.0
+        for p in ps:
+            if not bool(p.active[0]):
+                continue
+            tri = p.world_verts()[0].detach()[p.canonical.faces]
+            total += float(0.5 * torch.linalg.vector_norm(
+                torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1), dim=-1).sum())
+        return total
+
+    owned_parts = [p for p in geo.parts if p.key in set(g.keys)]
+    density = len(g) / max(area(owned_parts), 1e-9)
+    num = int(min(max(64, density * area(parts)), max(64, len(g))))
+    rgb = (0.5 + 0.28209479177387814 * g.params["sh0"].detach()[:, 0].double()).clamp(0, 1)
+    w = torch.sigmoid(g.params["opacity_logits"].detach().double())
+    trees = {k.tree for k in missing}
+    same = torch.tensor([g.keys[int(i)].tree in trees for i in g.prim], dtype=torch.bool)
+    sel = same if bool(same.any()) else torch.ones_like(same)
+    color = tuple(float(c) for c in (rgb[sel] * w[sel, None]).sum(0) / w[sel].sum().clamp_min(1e-12)) if len(g) else (0.5, 0.5, 0.5)
+    new = init_gaussians(Geometry(1, parts), InitSettings(num_init=num, sh_degree=g.sh_degree, color_mode="constant",
+                                                          constant_color=color), torch.Generator().manual_seed(seed),
+                         dtype=ref.dtype)
+    keys = list(g.keys) + [k for k in new.keys if k not in g.keys]
+    index = {k: i for i, k in enumerate(keys)}
+    prim = torch.cat([g.prim.cpu(), torch.tensor([index[new.keys[int(i)]] for i in new.prim], dtype=torch.long)])
+    params = {}
+    for name, p in g.params.items():
+        q = new.params.get(name)
+        if q is None:  # per-copy residuals: zeros for the new Gaussians
+            q = torch.zeros((len(new),) + tuple(p.shape[1:]), dtype=p.dtype)
+        params[name] = torch.cat([p.detach(), q.to(device=p.device, dtype=p.dtype)])
+    merged = ProceduralGaussians(keys, params, prim.to(ref.device), g.sh_degree)
+    return replace(asset, gaussians=merged)
 
 
 def placement_matrix(value: Any, *, file: Any = None) -> np.ndarray:

@@ -156,6 +156,7 @@ def render(cfg: RenderConfig) -> RenderResult:
         for name in inactive_edits(asset.program.space, {**asset.params, **edits}, edits):
             print(f"note: {name!r} is inactive with these parameters; editing it changes nothing")
         asset = asset.with_params(edits)
+        _note_new_primitives(fitted, asset)
     sweep_param = find_param(asset.program.space, cfg.edit_sweep, field="--edit-sweep") if cfg.edit_sweep else None
     out = cfg.out or (asset.root or Path(cfg.run)) / "renders"
     tag = "_edited" if edits else ""
@@ -225,6 +226,14 @@ def render(cfg: RenderConfig) -> RenderResult:
     for f in files:
         print(f"wrote {f}")
     return RenderResult(tuple(files), dict(asset.params), psnrs)
+
+
+def _note_new_primitives(before: Any, after: Any) -> None:
+    new = [k for k in after.gaussians.keys if k not in set(before.gaussians.keys)]
+    if new:
+        names = ", ".join(sorted({f"{k.tree}/{k.node}" for k in new}))
+        print(f"note: the edit adds primitives the run has no trained Gaussians for ({names}); "
+              "they are covered with new Gaussians in the colour of their neighbours")
 
 
 def _strip(frames: np.ndarray, n: int) -> np.ndarray:
