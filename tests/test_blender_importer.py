@@ -184,6 +184,20 @@ def test_import_collapses_reroutes_frames_mutes(tmp_path):
     assert tree["nodes"]["Combine XYZ"]["inputs"]["Y"] == 0.0
     assert result.object_name == "Thing"
     assert result.param_spec["params"]["Size"]["default"] == 2.0
+    # and Blender agrees: the reroutes pass through, the muted Transform passes its geometry on
+    import numpy as np
+    import torch
+
+    from splat.blender.evaluate import BlenderProgram
+    from splat.geonodes import evaluate_graph, load_graph
+
+    ref = BlenderProgram.open(path).evaluate({"Size": 1.3})
+    mesh = evaluate_graph(load_graph(result.graph), {"Size": torch.tensor([1.3])}, batch_size=1,
+                          dtype=torch.float64).realize()
+    ours = mesh.verts[0][mesh.vert_active[0]].numpy()
+    assert ref.polygons == int(mesh.n_polys[0]) == 6
+    assert np.allclose(np.sort(ours, axis=0), np.sort(ref.vertices, axis=0), atol=1e-6)
+    assert np.allclose(np.abs(ref.vertices).max(axis=0), [0.65, 0.0, 0.0], atol=1e-6)  # Y link muted
 
 
 @pytest.mark.blender
