@@ -15,7 +15,8 @@ from typing import Mapping, NamedTuple
 import torch
 from torch import Tensor
 
-from splat.geonodes.primitives import CanonicalMesh, PrimitiveKey, canonical_mesh, local_vertices, shape_map
+from splat.geonodes.primitives import (CanonicalMesh, PrimitiveKey, canonical_mesh, canonical_verts,
+                                       local_vertices, shape_map)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,8 +60,7 @@ class Part:
         return local_vertices(self.key, self.shape, self.transform)
 
     def world_verts(self) -> Tensor:  # [B, V, 3]
-        local = self.local_verts()
-        return local @ self.transform[:, :3, :3].transpose(1, 2) + self.transform[:, None, :3, 3]
+        return _apply(self.transform, self.local_verts())
 
     def with_transform(self, m: Tensor) -> "Part":
         """This part moved by ``m`` [B, 4, 4] (applied after the current transform)."""
@@ -120,9 +120,10 @@ class Geometry:
         B = self.batch_size
         verts, faces, face_part, vert_part, vact, fact, npoly = [], [], [], [], [], [], []
         offset = 0
+        world = _world_verts_grouped(self.parts)
         for i, p in enumerate(self.parts):
             can = p.canonical
-            v = p.world_verts()
+            v = world[i]
             nv = v.shape[1]
             verts.append(v)
             faces.append(can.faces + offset)
@@ -150,6 +151,37 @@ class Geometry:
         )
 
 
+def _apply(m: Tensor, local: Tensor) -> Tensor:  # [B,4,4], [B,V,3] -> [B,V,3]
+    """Affine transform of points; elementwise (tiny batched matmuls are slow on CPU)."""
+    r = m[:, None, :3, :3]  # [B, 1, 3, 3]
+    return (r * local[:, :, None, :]).sum(-1) + m[:, None, :3, 3]
+
+
+def _world_verts_grouped(parts: tuple[Part, ...]) -> list[Tensor]:
+    """World vertices of every part; affine parts sharing a canonical mesh are done in one op."""
+    out: list[Tensor | None] = [None] * len(parts)
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(parts):
+        if p.affine and p.kind != "point":
+            groups.setdefault((p.kind, p.key.topology), []).append(i)
+        else:
+            out[i] = p.world_verts()
+    for idx in groups.values():
+        first = parts[idx[0]]
+        c = canonical_verts(first.key, first.transform.dtype, first.transform.device)  # [V, 3]
+        # A = R S for each part: [P, B, 3, 3]
+        m = torch.stack([parts[i].transform for i in idx])  # [P, B, 4, 4]
+        s = torch.stack([parts[i].shape_map for i in idx])  # [P, B, 3, 3]
+        a = m[..., :3, :3] @ s if first.kind not in _DIAGONAL else m[..., :3, :3] * torch.diagonal(s, dim1=-2, dim2=-1)[..., None, :]
+        w = (a[:, :, None, :, :] * c[None, None, :, None, :]).sum(-1) + m[:, :, None, :3, 3]  # [P, B, V, 3]
+        for j, i in enumerate(idx):
+            out[i] = w[j]
+    return out  # type: ignore[return-value]
+
+
+_DIAGONAL = ("cube", "cylinder", "uv_sphere", "grid")
+
+
 def euler_xyz_matrix(rot: Tensor) -> Tensor:  # [B, 3] -> [B, 3, 3]
     """Blender's Euler XYZ rotation: R = Rz @ Ry @ Rx (radians, column vectors)."""
     cx, cy, cz = torch.cos(rot).unbind(-1)
@@ -165,11 +197,12 @@ def euler_xyz_matrix(rot: Tensor) -> Tensor:  # [B, 3] -> [B, 3, 3]
 def loc_rot_scale(loc: Tensor, rot: Tensor, scale: Tensor) -> Tensor:  # [B,3] x3 -> [B, 4, 4]
     """T(loc) @ R(Euler XYZ rot) @ diag(scale): Blender's Transform Geometry (COMPONENTS)."""
     B = loc.shape[0]
-    m = torch.zeros(B, 4, 4, dtype=loc.dtype, device=loc.device)
-    m[:, :3, :3] = euler_xyz_matrix(rot) * scale[:, None, :]
-    m[:, :3, 3] = loc
-    m[:, 3, 3] = 1.0
-    return m
+    if rot.requires_grad or bool((rot != 0).any()):
+        rs = euler_xyz_matrix(rot) * scale[:, None, :]
+    else:
+        rs = torch.diag_embed(scale)
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=loc.dtype, device=loc.device).expand(B, 1, 4)
+    return torch.cat([torch.cat([rs, loc[:, :, None]], 2), bottom], 1)
 
 
 def identity_transforms(batch_size: int, dtype: torch.dtype, device) -> Tensor:  # [B, 4, 4]

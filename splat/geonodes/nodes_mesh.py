@@ -33,6 +33,8 @@ def _split(ctx: EvalContext, ints: list[Tensor]) -> list[tuple[tuple, Tensor]]:
     """Distinct rows of the stacked integer inputs, each with its [B] bool mask."""
     stacked = torch.stack([t.long() for t in ints], -1)  # [B, k]
     _check_counts(ctx, stacked, MAX_RESOLUTION, "vertex count")
+    if bool((stacked == stacked[:1]).all()):  # one topology for the whole batch (the usual case)
+        return [(tuple(stacked[0].tolist()), torch.ones(stacked.shape[0], dtype=torch.bool, device=stacked.device))]
     uniq, inv = torch.unique(stacked, dim=0, return_inverse=True)
     return [(tuple(row), inv == i) for i, row in enumerate(uniq.tolist())]
 

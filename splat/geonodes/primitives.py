@@ -243,6 +243,20 @@ def canonical_mesh(key: PrimitiveKey) -> CanonicalMesh:
     return _canonical(key.kind, tuple(key.topology))
 
 
+_VERTS_CACHE: dict[tuple, Tensor] = {}
+
+
+def canonical_verts(key: PrimitiveKey, dtype: torch.dtype, device) -> Tensor:  # [V, 3]
+    """``canonical_mesh(key).verts`` in ``dtype`` on ``device`` (cached; do not modify)."""
+    k = (key.kind, tuple(key.topology), dtype, str(device))
+    v = _VERTS_CACHE.get(k)
+    if v is None:
+        v = canonical_mesh(key).verts.to(dtype=dtype, device=device)
+        if len(_VERTS_CACHE) < 4096:
+            _VERTS_CACHE[k] = v
+    return v
+
+
 def _diag(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
     return torch.diag_embed(torch.stack([x, y, z], -1))
 
@@ -273,7 +287,7 @@ def shape_map(key: PrimitiveKey, shape: Mapping[str, Tensor], like: Tensor) -> T
 
 def local_vertices(key: PrimitiveKey, shape: Mapping[str, Tensor], like: Tensor) -> Tensor:  # [B, V, 3]
     """Exact local vertices of a primitive for each batch element."""
-    c = canonical_mesh(key).verts.to(dtype=like.dtype, device=like.device)
+    c = canonical_verts(key, like.dtype, like.device)
     if key.kind == "cone":
         h = c[:, 2]
         rt, rb, d = shape["radius_top"], shape["radius_bottom"], shape["depth"]
