@@ -110,17 +110,20 @@ class SceneRequest(NamedTuple):
     mesh_file: Path | None = None
 
 
+class ProgramObject(NamedTuple):
+    """A program evaluated and realized for rendering."""
+
+    mesh: ObjectMesh  # program frame (not yet placed)
+    params: dict  # every parameter of the space, python scalars (inactive ones included)
+    name: str  # the program's name
+    sha256: str  # of the program's JSON (graph + parameter space)
+
+
 # --------------------------------------------------------------------------------------- geometry
 
 
-def _triangle_areas(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """[F] areas of triangles ``faces`` [F, 3] over ``verts`` [V, 3]."""
-    a, b, c = (verts[faces[:, i]] for i in range(3))
-    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
-
-
-def program_mesh(program_name: str, params: dict | None, rng: np.random.Generator):
-    """Evaluate one of our programs and realize it: returns (ObjectMesh, params used, program name).
+def program_mesh(program_name: str, params: dict | None, rng: np.random.Generator) -> ProgramObject:
+    """Evaluate one of our programs with one parameter set and realize it (active faces only).
 
     ``params=None`` draws random valid parameters from ``rng``; given params are validated by the
     program's ParamSpace (SplatError naming the parameter).
@@ -134,8 +137,7 @@ def program_mesh(program_name: str, params: dict | None, rng: np.random.Generato
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
         sampled = program.space.sample(1, gen)
         params = program.space.unbatch(sampled)[0]
-    params = program.space.validate(params)
-    params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
+    params = program.space.validate(params, file="--params")
     geometry = program.evaluate(params, dtype=torch.float64)
     mesh = geometry.realize()
     verts = mesh.verts[0].detach().cpu().numpy().astype(np.float64)
@@ -151,7 +153,8 @@ def program_mesh(program_name: str, params: dict | None, rng: np.random.Generato
     for part in geometry.parts:
         k = part.key
         keys.append(f"{k.tree}/{k.node}/{k.kind}/{'x'.join(str(t) for t in k.topology)}")
-    return ObjectMesh(verts, faces, face_part, keys), params, program.name
+    digest = hashlib.sha256(json.dumps(program.to_dict(), sort_keys=True).encode()).hexdigest()
+    return ProgramObject(ObjectMesh(verts, faces, face_part, keys), params, program.name, digest)
 
 
 def place_on_ground(mesh: ObjectMesh) -> tuple[ObjectMesh, np.ndarray]:
@@ -481,14 +484,14 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
         source = {"kind": "mesh_file", "file": path.name, "sha256": _file_sha256(path)}
         material_record = "from the file"
     else:
-        mesh, gt_params, program_name = program_mesh(request.program, request.params, rng_params)
-        source = {"kind": "program", "program": program_name, "params_given": request.params is not None}
+        obj = program_mesh(request.program, request.params, rng_params)
+        mesh, gt_params, program_name = obj.mesh, obj.params, obj.name
+        source = {"kind": "program", "program": program_name, "program_sha256": obj.sha256,
+                  "params_given": request.params is not None}
         if len(mesh.faces) == 0:
             raise SplatError("the object has no faces (every part is inactive?)", field="params")
         mesh, offset = place_on_ground(mesh)
-        areas = _triangle_areas(mesh.verts, mesh.faces)
-        part_areas = np.bincount(mesh.face_part, weights=areas, minlength=len(mesh.part_keys))
-        mats = choose_part_materials(list(mesh.part_keys), part_areas.tolist(), rng_materials)
+        mats = choose_part_materials(list(mesh.part_keys), rng_materials)
         _add_object_mesh(bpy, mesh, mats)
         material_record = [{"part": k, **m.to_json()} for k, m in zip(mesh.part_keys, mats)]
 
@@ -562,10 +565,10 @@ SHIPPED: tuple[ShippedScene, ...] = (
         "Seat Height": 0.46, "Seat Width": 0.46, "Seat Depth": 0.44, "Seat Thickness": 0.05, "Legs Type": 0,
         "Leg Size": 0.035, "Has Stretchers": True, "Stretcher Height": 0.12, "Has Back": True, "Back Type": 1,
         "Back Height": 0.42, "Back Thickness": 0.025, "Slat Count": 4, "Has Arms": False}),
-    ShippedScene("table", seed=5, program="table", params={
+    ShippedScene("table", seed=4, program="table", params={
         "Width": 1.3, "Depth": 0.8, "Height": 0.74, "Top Thickness": 0.04, "Top Shape": 0, "Legs Type": 1,
         "Leg Size": 0.06, "Leg Inset": 0.06, "Has Shelf": True, "Shelf Height": 0.2}),
-    ShippedScene("cabinet", seed=7, program="cabinet", params={
+    ShippedScene("cabinet", seed=1, program="cabinet", params={
         "Width": 1.0, "Height": 1.2, "Depth": 0.42, "Board Thickness": 0.02, "Has Back": True, "Has Legs": True,
         "Leg Height": 0.12, "Leg Size": 0.04, "Interior": 0, "Shelf Count": 3, "Has Doors": False}),
     ShippedScene("stool", seed=11, mesh_file="painted_wooden_stool_1k.gltf"),

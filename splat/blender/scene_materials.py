@@ -61,7 +61,7 @@ def _make(kind: str, rng: np.random.Generator) -> PartMaterial:
     if kind == "wood":
         name = str(rng.choice(sorted(_WOOD)))
         dark, light = _WOOD[name]
-        return PartMaterial("wood", name, dark, light, float(rng.uniform(3.0, 6.0)))
+        return PartMaterial("wood", name, dark, light, float(rng.uniform(8.0, 14.0)))
     table = _FABRIC if kind == "fabric" else _PAINT
     name = str(rng.choice(sorted(table)))
     c = np.asarray(table[name])
@@ -70,37 +70,43 @@ def _make(kind: str, rng: np.random.Generator) -> PartMaterial:
     return PartMaterial(kind, name, tuple(float(x) for x in c), tuple(float(x) for x in c2), scale)
 
 
-def choose_part_materials(part_keys: list[str], part_areas: list[float],
-                          rng: np.random.Generator) -> list[PartMaterial]:
-    """Pick a realistic finish per part: a "main surface" material and a "frame" material.
+_UPHOLSTERY_WORDS = ("seat", "cushion", "upholster")
+_PANEL_WORDS = ("top", "door", "drawer", "front", "tabletop")
 
-    Parts with the same key (copies of one primitive, e.g. the four legs) always share a material. The
-    key group with the largest total area is the main surface (seat, top, body) and gets wood, fabric or
-    painted; every other group is frame and gets wood or paint. With probability 1/3 the whole object is
-    one wood.
+
+def part_role(key: str) -> str:
+    """``"upholstery"`` (seats, cushions), ``"panel"`` (tops, doors, drawer fronts) or ``"frame"``
+    (everything else: legs, rails, boards, stretchers), from the words of a part key (node names)."""
+    words = key.lower()
+    if any(w in words for w in _UPHOLSTERY_WORDS):
+        return "upholstery"
+    if any(w in words for w in _PANEL_WORDS):
+        return "panel"
+    return "frame"
+
+
+def choose_part_materials(part_keys: list[str], rng: np.random.Generator) -> list[PartMaterial]:
+    """Pick a realistic finish per part from its role (:func:`part_role`).
+
+    The frame is wood (60 %) or painted; panels (tops, doors, drawer fronts) match the frame or take a
+    contrasting wood/paint; upholstery (seats, cushions) is fabric (60 %) or matches the panels. Parts
+    with the same key (copies of one primitive, e.g. the four legs) always share a material; so do all
+    parts of one role.
 
     Args:
-        part_keys: [P] a key per part; equal keys = copies.
-        part_areas: [P] surface area of each part (m^2).
-        rng: the only randomness used.
+        part_keys: [P] a key per part (``tree/node/kind/topology``); equal keys = copies.
+        rng: the only randomness used (a fixed number of draws, whatever the parts).
     Returns:
-        [P] materials, one per part (shared objects for shared choices).
+        [P] materials, one per part.
     """
-    if len(part_keys) != len(part_areas):
-        raise ValueError("part_keys and part_areas differ in length")
-    if not part_keys:
-        return []
-    totals: dict[str, float] = {}
-    for key, area in zip(part_keys, part_areas):
-        totals[key] = totals.get(key, 0.0) + float(area)
-    main_key = max(sorted(totals), key=lambda k: totals[k])
-    scheme = int(rng.integers(0, 3))
-    if scheme == 0:
-        main = frame = _make("wood", rng)
-    else:
-        main = _make(("fabric", "painted", "wood")[int(rng.integers(0, 3))], rng)
-        frame = _make(("wood", "painted")[int(rng.integers(0, 2))], rng)
-    return [main if key == main_key else frame for key in part_keys]
+    u = rng.random(4)
+    frame = _make("wood" if u[0] < 0.6 else "painted", rng)
+    contrast = _make("painted" if frame.kind == "wood" else "wood", rng)
+    panel = frame if u[1] < 0.5 else contrast
+    fabric = _make("fabric", rng)
+    upholstery = fabric if u[2] < 0.6 else panel
+    by_role = {"frame": frame, "panel": panel, "upholstery": upholstery}
+    return [by_role[part_role(k)] for k in part_keys]
 
 
 def build_material(bpy, mat: PartMaterial, name: str):
@@ -119,14 +125,16 @@ def build_material(bpy, mat: PartMaterial, name: str):
     ramp.color_ramp.elements[1].color = (*mat.color2, 1.0)
     links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
     if mat.kind == "wood":
-        # Rings: bands distorted by noise; grain runs along object X.
+        # Grain: bands along object X (period 1/texture_scale across), the noise wobble stretched 5x
+        # along X so it reads as long fibres.
+        mapping.inputs["Scale"].default_value = (0.2 * mat.texture_scale, mat.texture_scale, mat.texture_scale)
         wave = nodes.new("ShaderNodeTexWave")
-        wave.wave_type = "RINGS"
-        wave.rings_direction = "X"
+        wave.wave_type = "BANDS"
+        wave.bands_direction = "Y"
         wave.inputs["Scale"].default_value = 1.0
-        wave.inputs["Distortion"].default_value = 6.0
+        wave.inputs["Distortion"].default_value = 5.0
         wave.inputs["Detail"].default_value = 3.0
-        wave.inputs["Detail Scale"].default_value = 1.5
+        wave.inputs["Detail Scale"].default_value = 1.0
         links.new(mapping.outputs["Vector"], wave.inputs["Vector"])
         links.new(wave.outputs["Fac"], ramp.inputs["Fac"])
         bsdf.inputs["Roughness"].default_value = 0.55
