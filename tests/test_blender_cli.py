@@ -1,6 +1,6 @@
 """python -m splat.blender import|export: the command line over the importer and exporter.
 
-Budget: ~8 s (three subprocesses, each importing bpy).
+Budget: ~8 s (one subprocess for the real `python -m` entry point; the rest in-process).
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ def test_cli_import_then_export(tmp_path):
     values = tmp_path / "values.json"
     values.write_text(json.dumps({"Seat Height": 0.7}))
     blend = tmp_path / "out" / "chair.blend"
-    res = _run("export", out / "graph.json", "--out", blend, "--params", values)
-    assert res.returncode == 0, res.stderr
+    _main_in_process("export", out / "graph.json", "--out", blend, "--params", values)
     from splat.blender.importer import import_blend
 
     back = import_blend(blend)
@@ -42,9 +41,26 @@ def test_cli_import_then_export(tmp_path):
     assert back.modifier_values["Seat Height"] == 0.7
 
 
-def test_cli_user_errors_exit_2_with_one_line(tmp_path):
-    res = _run("import", tmp_path / "missing.blend", "--out", tmp_path / "o")
-    assert res.returncode == 2
-    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error: ")
-    assert "missing.blend" in res.stderr and "Traceback" not in res.stderr
+def _main_in_process(*args):
+    from splat.blender.__main__ import main
+    from splat.cli import run_cli
+
+    return run_cli(lambda: main([str(a) for a in args]))
+
+
+@pytest.mark.parametrize("argv, culprit", [
+    (("import", "{tmp}/missing.blend", "--out", "{tmp}/o"), "missing.blend"),
+    (("export", "{tmp}/nope.json", "--out", "{tmp}/o/x.blend"), "nope.json"),
+    (("export", "{chair}", "--out", "{tmp}/o/x.blend", "--params", "{tmp}/bad_values.json"), "Seat Height"),
+])
+def test_cli_user_errors_exit_2_with_one_line(argv, culprit, tmp_path, capsys):
+    from conftest import REPO
+
+    (tmp_path / "bad_values.json").write_text(json.dumps({"Seat Height": 7.0}))
+    argv = [a.format(tmp=tmp_path, chair=REPO / "programs" / "chair") for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        _main_in_process(*argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0 and culprit in err, err
     assert not (tmp_path / "o").exists()
