@@ -154,7 +154,9 @@ class Geometry:
 def _apply(m: Tensor, local: Tensor) -> Tensor:  # [B,4,4], [B,V,3] -> [B,V,3]
     """Affine transform of points; elementwise (tiny batched matmuls are slow on CPU)."""
     r = m[:, None, :3, :3]  # [B, 1, 3, 3]
-    return (r * local[:, :, None, :]).sum(-1) + m[:, None, :3, 3]
+    out = m[:, None, :3, 3] + local[..., 0, None] * r[..., 0]
+    out = out + local[..., 1, None] * r[..., 1]
+    return out + local[..., 2, None] * r[..., 2]
 
 
 def _world_verts_grouped(parts: tuple[Part, ...]) -> list[Tensor]:
@@ -173,7 +175,10 @@ def _world_verts_grouped(parts: tuple[Part, ...]) -> list[Tensor]:
         m = torch.stack([parts[i].transform for i in idx])  # [P, B, 4, 4]
         s = torch.stack([parts[i].shape_map for i in idx])  # [P, B, 3, 3]
         a = m[..., :3, :3] @ s if first.kind not in _DIAGONAL else m[..., :3, :3] * torch.diagonal(s, dim1=-2, dim2=-1)[..., None, :]
-        w = (a[:, :, None, :, :] * c[None, None, :, None, :]).sum(-1) + m[:, :, None, :3, 3]  # [P, B, V, 3]
+        # w = sum_j c_j * a[:, :, :, j] + t, as three broadcast multiply-adds: [P, B, V, 3]
+        w = m[:, :, None, :3, 3] + c[:, 0, None] * a[:, :, None, :, 0]
+        w = w + c[:, 1, None] * a[:, :, None, :, 1]
+        w = w + c[:, 2, None] * a[:, :, None, :, 2]
         for j, i in enumerate(idx):
             out[i] = w[j]
     return out  # type: ignore[return-value]
