@@ -92,7 +92,8 @@ def test_camera_file_and_test_views(run_dir, tmp_path):
     asset = load_asset(run_dir)
     cams = orbit_cameras(np.array([0, 0, 0.4]), 2.0, 4, width=40, height=32, name="cam")
     targets = [v.rgb for v in render_views(asset.world_gaussians(), cams, ViewSettings())]
-    write_scene(tmp_path / "scene", cams, targets, split={"train": ["cam_0000", "cam_0001"], "test": ["cam_0002", "cam_0003"]})
+    write_scene(tmp_path / "scene", cams, targets, split={"train": ["cam_0000", "cam_0001"], "test": ["cam_0002", "cam_0003"]},
+                extras={"background": [1.0, 1.0, 1.0]})  # the test views use the scene's background
     res = render(RenderConfig(run=run_dir, out=tmp_path / "out", orbit=False, scene=tmp_path / "scene",
                               cameras=tmp_path / "scene" / "transforms.json", modes=("rgb", "depth")))
     names = sorted(str(p.relative_to(tmp_path / "out")) for p in res.files)

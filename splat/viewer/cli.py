@@ -19,7 +19,7 @@ file is written atomically.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -75,8 +75,9 @@ class RenderConfig:
     """Render a video sweeping this parameter across its range (fixed camera)."""
     sweep_frames: int = 24
     """Frames of the sweep video."""
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Background colour (RGB in [0, 1])."""
+    background: Optional[tuple[float, float, float]] = None
+    """Background colour (RGB in [0, 1]). Default: white, and for the test views the background the
+    scene's images were composited over (as the trainer uses)."""
     backend: Literal["auto", "cpu", "torch", "gsplat"] = "auto"
     """Rasterizer backend."""
     device: str = "cpu"
@@ -102,7 +103,7 @@ def _check(cfg: RenderConfig) -> None:
         raise SplatError(f"must be in (0, 180) degrees, got {cfg.fov}", field="--fov")
     if not cfg.modes:
         raise SplatError("give at least one of rgb, depth, alpha", field="--modes")
-    if not all(0 <= c <= 1 for c in cfg.background):
+    if cfg.background is not None and not all(0 <= c <= 1 for c in cfg.background):
         raise SplatError(f"must be RGB in [0, 1], got {cfg.background}", field="--background")
 
 
@@ -160,7 +161,7 @@ def render(cfg: RenderConfig) -> RenderResult:
     sweep_param = find_param(asset.program.space, cfg.edit_sweep, field="--edit-sweep") if cfg.edit_sweep else None
     out = cfg.out or (asset.root or Path(cfg.run)) / "renders"
     tag = "_edited" if edits else ""
-    vs = ViewSettings(background=cfg.background, backend=cfg.backend)
+    vs = ViewSettings(background=cfg.background or (1.0, 1.0, 1.0), backend=cfg.backend)
     files: list[Path] = []
 
     world = asset.world_gaussians()
@@ -197,7 +198,9 @@ def render(cfg: RenderConfig) -> RenderResult:
             if not idx:
                 print(f"note: scene {scene_root} has no held-out (test) views")
             cams = [scene.cameras[i] for i in idx]
-            views = render_views(world, cams, vs)
+            from splat.train.data import scene_background
+
+            views = render_views(world, cams, replace(vs, background=scene_background(scene, cfg.background)))
             near, far = shared_depth_range(views)
             for i, v in zip(idx, views):
                 target = scene.images[i]
@@ -206,7 +209,8 @@ def render(cfg: RenderConfig) -> RenderResult:
                                        panel(v, cfg.modes, target=target, near=near, far=far)))
             if psnrs:
                 mean = sum(psnrs.values()) / len(psnrs)
-                print(f"test views: {len(psnrs)}, mean PSNR {mean:.2f} dB" + (" (edited parameters)" if edits else ""))
+                print(f"test views: {len(psnrs)}, mean PSNR {mean:.2f} dB (whole image)"
+                      + (" (edited parameters)" if edits else ""))
 
     if sweep_param is not None:
         values = sweep_values(sweep_param, cfg.sweep_frames)
@@ -254,7 +258,7 @@ def _render_ply(cfg: RenderConfig) -> RenderResult:
                              file=cfg.run, field=flag)
     splats = splats_from_cloud(read_splats_ply(cfg.run, device=cfg.device))
     out = cfg.out or cfg.run.parent / "renders"
-    vs = ViewSettings(background=cfg.background, backend=cfg.backend)
+    vs = ViewSettings(background=cfg.background or (1.0, 1.0, 1.0), backend=cfg.backend)
     files: list[Path] = []
     center, radius = bounds_sphere(splats.means.cpu().numpy())
     if cfg.orbit:
