@@ -132,3 +132,28 @@ def test_to_batch_and_unbatch():
     assert b["Legs Type"].dtype == torch.long and b["Has Middle"].dtype == torch.bool
     assert b["Height"].dtype == torch.float64
     assert s.unbatch(b)[1] == {"Legs Type": 1, "Has Middle": False, "Offset": 0.1, "Height": 0.8}
+
+
+def test_fuzzed_spaces_raise_only_splat_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                     st.sampled_from(["float", "int", "bool", "nested", "Legs Type", "splat.params/1"]))
+    js = st.recursive(leaf, lambda c: st.one_of(st.lists(c, max_size=3),
+                                                st.dictionaries(st.sampled_from(
+                                                    ["format", "params", "name", "type", "range", "default",
+                                                     "requires", "or_dependencies", "not_dependencies", "labels",
+                                                     "group", "Legs Type", "x"]), c, max_size=4)), max_leaves=12)
+
+    @settings(max_examples=80, deadline=None)
+    @given(js)
+    def run(obj):
+        try:
+            s = ParamSpace.from_dict(obj)
+        except SplatError:
+            return
+        s.active(s.defaults())
+        s.sample(2, torch.Generator().manual_seed(0))
+
+    run()

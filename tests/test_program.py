@@ -136,3 +136,16 @@ def test_batched_equals_single_evaluations(name):
         a, b = _vertex_set(mb, i), _vertex_set(ms, 0)
         assert a.shape == b.shape, row
         assert torch.equal(a, b), (row, (a - b).abs().max())
+
+
+def test_interface_inputs_outside_the_space_take_interface_defaults():
+    full = load_program("table")
+    from splat.params import ParamSpace
+
+    small = ShapeProgram(full.graph, ParamSpace(tuple(p for p in full.space if p.name != "Width")), name="t")
+    iface_width = next(s.default for s in full.graph.interface if s.name == "Width")
+    a = small.evaluate({"Depth": 0.8}, dtype=F64).realize()
+    b = full.evaluate({"Depth": 0.8, "Width": iface_width}, dtype=F64).realize()
+    assert torch.equal(a.verts, b.verts)
+    with pytest.raises(SplatError, match="unknown parameter"):
+        small.evaluate({"Width": 1.0})
