@@ -75,6 +75,10 @@ def test_glb_keeps_instancing(tmp_path):
     mats = gj["materials"]
     leg_mat = mats[gj["meshes"][leg_mesh[0]]["primitives"][0]["material"]]
     np.testing.assert_allclose(leg_mat["pbrMetallicRoughness"]["baseColorFactor"][:3], [1, 0, 0], atol=1 / 255)
+    seat_mesh = [m for m in gj["meshes"] if m.get("name") == key_name(SEAT)][0]
+    seat_mat = mats[seat_mesh["primitives"][0]["material"]]
+    # sRGB 0.5 is linear 0.214 (glTF colour factors are linear)
+    np.testing.assert_allclose(seat_mat["pbrMetallicRoughness"]["baseColorFactor"][:3], [0, 0.2140, 1], atol=1 / 255)
 
 
 def test_glb_reloads_to_our_world_geometry(tmp_path):

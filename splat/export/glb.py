@@ -3,7 +3,8 @@ one node per copy.
 
 Convention: every canonical primitive (a :class:`splat.geonodes.PrimitiveKey`) becomes one glTF mesh
 holding its canonical vertices (unit size, Blender's vertex order) and one material whose base colour
-is the mean colour of the Gaussians on that primitive. Every active part becomes a node that references
+is the mean colour of the Gaussians on that primitive (sRGB, as the images; written linear, as glTF
+wants). Every active part becomes a node that references
 its primitive's mesh, with node matrix ``part.transform @ [S 0; 0 1]`` (S = the part's shape map), so
 copies (the four legs) share one mesh. Cones whose radii differ are not an affine image of a canonical
 mesh: each such part gets a mesh of its own with its exact local vertices (node matrix =
@@ -39,6 +40,12 @@ class GlbSummary(NamedTuple):
     path: Path
     meshes: int  # glTF meshes (distinct canonical primitives, plus one per non-affine cone part)
     nodes: int  # part nodes (one per active part with a surface)
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear (the IEC 61966-2-1 curve); glTF colour factors are linear."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
 def key_name(key: Any) -> str:
@@ -93,7 +100,7 @@ def geometry_scene(geometry: Any, colors: Mapping[Any, tuple[float, float, float
         return name
 
     def make_mesh(name: str, verts: np.ndarray, faces: np.ndarray, key: Any):
-        rgb = colors.get(key, DEFAULT_COLOR)
+        rgb = srgb_to_linear(np.asarray(colors.get(key, DEFAULT_COLOR), dtype=np.float64))
         mat = PBRMaterial(name=f"{name}", baseColorFactor=[*(int(round(255 * c)) for c in rgb), 255],
                           metallicFactor=0.0, roughnessFactor=0.8)
         mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False,
