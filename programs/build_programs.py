@@ -2,7 +2,8 @@
 
 Run ``python programs/build_programs.py`` after changing a program; the JSON is committed and loads
 without this script (or bpy). Conventions: metres, +Z up, objects stand on z = 0 centred on the origin
-in x/y, the front faces -Y. Defaults are plausible mid-range furniture, not any scene's ground truth.
+in x/y, the front faces -Y. Defaults are plausible furniture deliberately away from the shipped scenes' ground truth
+(assets/scenes/*/transforms.json "gt_params"), so that fitting has to move them.
 """
 
 from __future__ import annotations
@@ -43,19 +44,19 @@ def add_inputs(t: Tree, params: list[dict]) -> dict:
 # ---------------------------------------------------------------------------------------------- chair
 
 CHAIR_PARAMS = [
-    P("Seat Height", "float", (0.35, 0.60), 0.47, group="Seat"),
-    P("Seat Width", "float", (0.38, 0.65), 0.50, group="Seat"),
-    P("Seat Depth", "float", (0.36, 0.60), 0.47, group="Seat"),
-    P("Seat Thickness", "float", (0.02, 0.08), 0.045, group="Seat"),
+    P("Seat Height", "float", (0.35, 0.60), 0.52, group="Seat"),
+    P("Seat Width", "float", (0.38, 0.65), 0.56, group="Seat"),
+    P("Seat Depth", "float", (0.36, 0.60), 0.52, group="Seat"),
+    P("Seat Thickness", "float", (0.02, 0.08), 0.06, group="Seat"),
     P("Legs Type", "int", (0, 2), 0, group="Legs", labels=("square", "round", "pedestal")),
-    P("Leg Size", "float", (0.025, 0.07), 0.04, group="Legs"),
+    P("Leg Size", "float", (0.025, 0.07), 0.05, group="Legs"),
     P("Has Stretchers", "bool", None, False, requires=[["Legs Type", 0]], group="Legs"),
-    P("Stretcher Height", "float", (0.08, 0.25), 0.15, requires=[["Legs Type", 0], "Has Stretchers"], group="Legs"),
+    P("Stretcher Height", "float", (0.08, 0.25), 0.18, requires=[["Legs Type", 0], "Has Stretchers"], group="Legs"),
     P("Base Radius", "float", (0.18, 0.32), 0.25, requires=[["Legs Type", 2]], group="Legs"),
     P("Has Back", "bool", None, True, group="Back"),
     P("Back Type", "int", (0, 1), 0, requires=["Has Back"], group="Back", labels=("solid", "slats")),
-    P("Back Height", "float", (0.25, 0.60), 0.40, requires=["Has Back"], group="Back"),
-    P("Back Thickness", "float", (0.015, 0.06), 0.03, requires=["Has Back"], group="Back"),
+    P("Back Height", "float", (0.25, 0.60), 0.34, requires=["Has Back"], group="Back"),
+    P("Back Thickness", "float", (0.015, 0.06), 0.04, requires=["Has Back"], group="Back"),
     P("Slat Count", "int", (2, 6), 3, requires=["Has Back", ["Back Type", 1]], group="Back"),
     P("Has Arms", "bool", None, False, group="Arms"),
     P("Arm Height", "float", (0.15, 0.30), 0.22, requires=["Has Arms"], group="Arms"),
