@@ -23,8 +23,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
+#include <type_traits>
 #include <vector>
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -34,30 +39,79 @@ constexpr double kAlphaMin = 1.0 / 255.0;
 constexpr double kTStop = 1e-4;
 constexpr double kAlphaMax = 0.999;
 
-// exp(x) in float: Cody-Waite range reduction to |r| <= ln2/2 and a degree-6 polynomial (Cephes
-// coefficients), about 1 ulp; branch-free so that it vectorizes. x is clamped to [-87, 88].
-inline float exp_approx(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
+// One tile row (16 pixels) as a GCC/Clang generic vector: compiles to one AVX-512 register, two AVX2
+// registers or four SSE registers, whatever -march allows. Lane masks are integer vectors (-1 / 0).
+template <typename scalar_t>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float V __attribute__((vector_size(kTile * sizeof(float))));
+  typedef int32_t M __attribute__((vector_size(kTile * sizeof(int32_t))));
+};
+template <>
+struct Vec<double> {
+  typedef double V __attribute__((vector_size(kTile * sizeof(double))));
+  typedef int64_t M __attribute__((vector_size(kTile * sizeof(int64_t))));
+};
+
+template <typename V>
+inline V splat(typename std::remove_reference<decltype(V{}[0])>::type x) {
+  return V{} + x;
+}
+
+// exp(x) lane-wise in float: Cody-Waite range reduction to |r| <= ln2/2 and a degree-6 polynomial
+// (Cephes coefficients), about 1 ulp. x is clamped to [-80, 80] so results stay normal floats.
+inline Vec<float>::V vexp(Vec<float>::V x) {
+  using V = Vec<float>::V;
+  using M = Vec<float>::M;
+  x = x < -80.0f ? splat<V>(-80.0f) : x;
+  x = x > 80.0f ? splat<V>(80.0f) : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting rounds to the nearest integer
+  V n = (x * 1.44269504088896341f + magic) - magic;
+  V r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  V p = splat<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  float y = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(float));
-  return y * scale;
+  V y = p * r * r + r + 1.0f;
+  M bits = (__builtin_convertvector(n, M) + 127) << 23;
+  return y * reinterpret_cast<V&>(bits);
 }
-inline double exp_approx(double x) { return std::exp(x); }
+inline Vec<double>::V vexp(Vec<double>::V x) {
+  for (int j = 0; j < kTile; ++j) x[j] = std::exp(x[j]);
+  return x;
+}
+
+template <typename V>
+inline typename std::remove_reference<decltype(V{}[0])>::type hsum(V v) {
+  typename std::remove_reference<decltype(V{}[0])>::type s = 0;
+  for (int j = 0; j < kTile; ++j) s += v[j];
+  return s;
+}
+
+template <typename V>
+inline V lane_centres(int x_base) {  // pixel centres x_base + j + 0.5
+  V v;
+  for (int j = 0; j < kTile; ++j) v[j] = static_cast<decltype(v[0] + 0)>(x_base + j) + 0.5;
+  return v;
+}
+
+// Turn on flush-to-zero / denormals-are-zero for the calling thread while in scope (x86 only).
+struct DenormalGuard {
+#if defined(__SSE__)
+  unsigned int saved = _mm_getcsr();
+  DenormalGuard() { _mm_setcsr(saved | 0x8040); }
+  ~DenormalGuard() { _mm_setcsr(saved); }
+#endif
+};
 
 struct Bins {
   std::vector<int32_t> offsets;  // [n_tiles + 1]
   std::vector<int32_t> ids;      // [n_isects] Gaussian index, per tile front to back
+  std::vector<float> row_ext;    // [N] see row_extents
 };
 
 // Tiles touched by each Gaussian's box, lists sorted by (depth, index). Box arithmetic in float32,
@@ -101,91 +155,107 @@ Bins bin_gaussians(const scalar_t* means2d, const int32_t* radii, const scalar_t
   return bins;
 }
 
-// Rows [lo, hi] of a tile that the Gaussian's alpha >= 1/255 ellipse can reach (conservative).
+// Half-height (pixels) of the region where a Gaussian's alpha can reach 1/255: sigma <= ln(255 o),
+// so |dy| <= sqrt(2 ln(255 o) Sigma_yy) with Sigma = conic^-1. Slightly enlarged; < 0: Gaussian never
+// visible; +inf: no bound (degenerate conic).
 template <typename scalar_t>
-inline void row_range(scalar_t gy, scalar_t ca, scalar_t cb, scalar_t cc, scalar_t op, int y_base, int rows,
-                      int* lo, int* hi) {
-  *lo = 0;
-  *hi = rows - 1;
-  const double det = static_cast<double>(ca) * cc - static_cast<double>(cb) * cb;
-  const double smax = std::log(static_cast<double>(op) / kAlphaMin);  // sigma must be <= smax
-  if (!(det > 0) || !(ca > 0)) return;
-  const double ey = std::sqrt(2.0 * std::max(smax, 0.0) * static_cast<double>(ca) / det);
-  if (!std::isfinite(ey)) return;
-  const double margin = 0.01 + 1e-4 * ey;
-  const double c = static_cast<double>(gy) - y_base - 0.5;
-  const double flo = std::floor(c - ey - margin), fhi = std::ceil(c + ey + margin);
-  *lo = flo < 0 ? 0 : (flo > rows ? rows : static_cast<int>(flo));
-  *hi = fhi > rows - 1 ? rows - 1 : (fhi < -1 ? -1 : static_cast<int>(fhi));
+std::vector<float> row_extents(const scalar_t* conics, const scalar_t* opac, int64_t n) {
+  std::vector<float> ext(n);
+  for (int64_t g = 0; g < n; ++g) {
+    const double ca = conics[3 * g], cb = conics[3 * g + 1], cc = conics[3 * g + 2], op = opac[g];
+    const double det = ca * cc - cb * cb;
+    if (!(op >= kAlphaMin)) {
+      ext[g] = -1.0f;
+    } else if (!(det > 0) || !(ca > 0)) {
+      ext[g] = std::numeric_limits<float>::infinity();
+    } else {
+      const double ey = std::sqrt(2.0 * std::log(op / kAlphaMin) * ca / det);
+      ext[g] = std::isfinite(ey) ? static_cast<float>(ey * (1 + 1e-4) + 0.01) : std::numeric_limits<float>::infinity();
+    }
+  }
+  return ext;
+}
+
+// Rows [lo, hi] of the tile at y_base (rows valid rows) within gy +- ext of the row centres.
+inline void row_range(double gy, float ext, int y_base, int rows, int* lo, int* hi) {
+  const double c = gy - y_base - 0.5;
+  const double flo = std::floor(c - ext), fhi = std::ceil(c + ext);
+  *lo = !(flo > 0) ? 0 : (flo > rows ? rows : static_cast<int>(flo));
+  *hi = !(fhi < rows - 1) ? rows - 1 : (fhi < -1 ? -1 : static_cast<int>(fhi));
 }
 
 template <typename scalar_t>
 void forward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_t* colors,
                   const scalar_t* opac, const Bins& bins, int64_t d, int width, int height, int tiles_x,
                   scalar_t* img, scalar_t* final_t, int32_t* n_contrib) {
+  using V = typename Vec<scalar_t>::V;
+  using M = typename Vec<scalar_t>::M;
   const int n_tiles = static_cast<int>(bins.offsets.size()) - 1;
   const scalar_t a_min = static_cast<scalar_t>(kAlphaMin), a_max = static_cast<scalar_t>(kAlphaMax);
   const scalar_t t_stop = static_cast<scalar_t>(kTStop);
+  const std::vector<float>& ext = bins.row_ext;
 #pragma omp parallel num_threads(std::max(1, std::min(at::get_num_threads(), n_tiles)))
   {
-    std::vector<scalar_t> trans(kTilePix), acc(d * kTilePix);
-    std::vector<int32_t> last(kTilePix);
-    alignas(64) scalar_t w[kTile];
+    DenormalGuard ftz;
+    std::vector<V> trans(kTile), acc(d * kTile);
+    std::vector<M> last(kTile);
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < n_tiles; ++t) {
       const int x_base = (t % tiles_x) * kTile, y_base = (t / tiles_x) * kTile;
       const int rows = std::min(kTile, height - y_base), cols = std::min(kTile, width - x_base);
       const int lo = bins.offsets[t], hi = bins.offsets[t + 1];
-      for (int p = 0; p < kTilePix; ++p) trans[p] = (p % kTile) < cols ? scalar_t(1) : scalar_t(-1);
-      std::fill(acc.begin(), acc.end(), scalar_t(0));
-      std::fill(last.begin(), last.end(), 0);
-      int n_active = rows * cols;
-      for (int k = lo; k < hi && n_active > 0; ++k) {
+      const V px = lane_centres<V>(x_base);
+      // Lanes outside the image start "done" (negative transmittance); done lanes keep -T.
+      V init;
+      for (int j = 0; j < kTile; ++j) init[j] = j < cols ? scalar_t(1) : scalar_t(-1);
+      for (int r = 0; r < kTile; ++r) {
+        trans[r] = init;
+        last[r] = M{};
+      }
+      std::fill(acc.begin(), acc.end(), V{});
+      for (int k = lo; k < hi; ++k) {
+        if (((k - lo) & 31) == 31) {  // every 32 Gaussians: stop when every pixel is done
+          M live{};
+          for (int r = 0; r < rows; ++r) live |= trans[r] > scalar_t(0);
+          bool any = false;
+          for (int j = 0; j < kTile; ++j) any |= live[j] != 0;
+          if (!any) break;
+        }
         const int32_t g = bins.ids[k];
+        const float e = ext[g];
+        if (e < 0) continue;  // alpha <= opacity < 1/255 everywhere
         const scalar_t gx = means2d[2 * g], gy = means2d[2 * g + 1];
         const scalar_t ca = conics[3 * g], cb = conics[3 * g + 1], cc = conics[3 * g + 2];
         const scalar_t op = opac[g];
-        if (!(op >= a_min)) continue;  // alpha <= opacity < 1/255 everywhere
         int r_lo, r_hi;
-        row_range(gy, ca, cb, cc, op, y_base, rows, &r_lo, &r_hi);
-        const int32_t label = k - lo + 1;
+        row_range(gy, e, y_base, rows, &r_lo, &r_hi);
+        const typename std::remove_reference<decltype(M{}[0])>::type label = k - lo + 1;
         const scalar_t* col = colors + static_cast<int64_t>(g) * d;
+        const V dx = gx - px;
+        const V dx2 = (scalar_t(0.5) * ca) * dx * dx;
         for (int r = r_lo; r <= r_hi; ++r) {
           const scalar_t dy = gy - (static_cast<scalar_t>(y_base + r) + scalar_t(0.5));
-          scalar_t* tr = &trans[r * kTile];
-          int32_t* lr = &last[r * kTile];
-          int stops = 0;
-#pragma omp simd reduction(+ : stops)
-          for (int j = 0; j < kTile; ++j) {
-            const scalar_t dx = gx - (static_cast<scalar_t>(x_base + j) + scalar_t(0.5));
-            const scalar_t sigma = scalar_t(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-            const scalar_t alpha = std::min(a_max, op * exp_approx(-sigma));
-            const scalar_t tj = tr[j];
-            const bool ok = (sigma >= 0) & (alpha >= a_min) & (tj > 0);
-            const scalar_t next_t = tj * (scalar_t(1) - alpha);
-            const bool stop = ok & (next_t <= t_stop);
-            const bool use = ok & !stop;
-            w[j] = use ? alpha * tj : scalar_t(0);
-            tr[j] = stop ? -tj : (use ? next_t : tj);
-            lr[j] = use ? label : lr[j];
-            stops += stop ? 1 : 0;
-          }
-          n_active -= stops;
-          for (int64_t c = 0; c < d; ++c) {
-            const scalar_t cv = col[c];
-            scalar_t* ar = &acc[c * kTilePix + r * kTile];
-#pragma omp simd
-            for (int j = 0; j < kTile; ++j) ar[j] += w[j] * cv;
-          }
+          const V sigma = dx2 + (scalar_t(0.5) * cc * dy * dy) + (cb * dy) * dx;
+          V alpha = op * vexp(-sigma);
+          alpha = alpha < a_max ? alpha : splat<V>(a_max);
+          const V tj = trans[r];
+          const M ok = (sigma >= scalar_t(0)) & (alpha >= a_min) & (tj > scalar_t(0));
+          alpha = ok ? alpha : V{};
+          const V next_t = tj * (scalar_t(1) - alpha);
+          const M stop = ok & (next_t <= t_stop);
+          const M use = ok & ~stop;
+          const V w = use ? alpha * tj : V{};
+          trans[r] = stop ? -tj : (use ? next_t : tj);
+          last[r] = use ? label + M{} : last[r];
+          for (int64_t c = 0; c < d; ++c) acc[c * kTile + r] += w * col[c];
         }
       }
       for (int r = 0; r < rows; ++r) {
         for (int j = 0; j < cols; ++j) {
-          const int p = r * kTile + j;
           const int64_t pix = static_cast<int64_t>(y_base + r) * width + x_base + j;
-          final_t[pix] = std::abs(trans[p]);
-          n_contrib[pix] = last[p];
-          for (int64_t c = 0; c < d; ++c) img[pix * d + c] = acc[c * kTilePix + p];
+          final_t[pix] = std::abs(trans[r][j]);
+          n_contrib[pix] = static_cast<int32_t>(last[r][j]);
+          for (int64_t c = 0; c < d; ++c) img[pix * d + c] = acc[c * kTile + r][j];
         }
       }
     }
@@ -196,109 +266,100 @@ void forward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_
 template <typename scalar_t>
 void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_t* colors,
                    const scalar_t* opac, const int32_t* offsets, const int32_t* ids, int n_tiles,
-                   const scalar_t* final_t, const int32_t* n_contrib, const scalar_t* v_img,
-                   const scalar_t* v_alpha, int64_t n, int64_t d, int width, int height, int tiles_x,
-                   scalar_t* grads /* [threads, n, 6 + d] */, int n_threads) {
+                   const std::vector<float>& ext, const scalar_t* final_t, const int32_t* n_contrib,
+                   const scalar_t* v_img, const scalar_t* v_alpha, int64_t n, int64_t d, int width, int height,
+                   int tiles_x, scalar_t* grads /* [threads, n, 6 + d] */, int n_threads) {
+  using V = typename Vec<scalar_t>::V;
+  using M = typename Vec<scalar_t>::M;
+  using I = typename std::remove_reference<decltype(M{}[0])>::type;
   const int64_t stride = 6 + d;
   const scalar_t a_min = static_cast<scalar_t>(kAlphaMin), a_max = static_cast<scalar_t>(kAlphaMax);
 #pragma omp parallel num_threads(n_threads)
   {
+    DenormalGuard ftz;
     scalar_t* gbuf = grads + static_cast<int64_t>(omp_get_thread_num()) * n * stride;
-    std::vector<scalar_t> t_cur(kTilePix), t_fin(kTilePix), v_a(kTilePix), s(d * kTilePix), v_c(d * kTilePix);
-    std::vector<int32_t> cnt(kTilePix);
-    std::vector<scalar_t> v_col(d);
-    alignas(64) scalar_t fac[kTile], ra[kTile], ti[kTile], vis[kTile], dxs[kTile], v_al[kTile];
-    alignas(64) bool msk[kTile];
+    std::vector<V> t_cur(kTile), va_fin(kTile), s(d * kTile), v_c(d * kTile), v_col(d);
+    std::vector<M> cnt(kTile);
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < n_tiles; ++t) {
       const int x_base = (t % tiles_x) * kTile, y_base = (t / tiles_x) * kTile;
       const int rows = std::min(kTile, height - y_base), cols = std::min(kTile, width - x_base);
       const int lo = offsets[t], hi = offsets[t + 1];
       if (hi == lo) continue;
-      int k_max = 0;
-      for (int p = 0; p < kTilePix; ++p) {
-        const int r = p / kTile, j = p % kTile;
-        const bool in = r < rows && j < cols;
-        const int64_t pix = static_cast<int64_t>(y_base + r) * width + x_base + j;
-        t_fin[p] = in ? final_t[pix] : scalar_t(0);
-        t_cur[p] = t_fin[p];
-        cnt[p] = in ? n_contrib[pix] : 0;
-        v_a[p] = in ? v_alpha[pix] : scalar_t(0);
-        for (int64_t c = 0; c < d; ++c) {
-          v_c[c * kTilePix + p] = in ? v_img[pix * d + c] : scalar_t(0);
-          s[c * kTilePix + p] = 0;
+      const V px = lane_centres<V>(x_base);
+      I k_max = 0;
+      for (int r = 0; r < kTile; ++r) {
+        V tf{}, va{};
+        M cn{};
+        for (int j = 0; j < kTile; ++j) {
+          const bool in = r < rows && j < cols;
+          const int64_t pix = static_cast<int64_t>(y_base + r) * width + x_base + j;
+          tf[j] = in ? final_t[pix] : scalar_t(0);
+          va[j] = in ? v_alpha[pix] : scalar_t(0);
+          cn[j] = in ? n_contrib[pix] : 0;
+          k_max = std::max(k_max, cn[j]);
+          for (int64_t c = 0; c < d; ++c) v_c[c * kTile + r][j] = in ? v_img[pix * d + c] : scalar_t(0);
         }
-        k_max = std::max(k_max, cnt[p]);
+        t_cur[r] = tf;
+        va_fin[r] = va * tf;  // d alpha_out / d alpha_i = T_final / (1 - alpha_i)
+        cnt[r] = cn;
+        for (int64_t c = 0; c < d; ++c) s[c * kTile + r] = V{};
       }
-      for (int k = lo + k_max - 1; k >= lo; --k) {
+      for (int k = lo + static_cast<int>(k_max) - 1; k >= lo; --k) {
         const int32_t g = ids[k];
+        const float e = ext[g];
+        if (e < 0) continue;
         const scalar_t gx = means2d[2 * g], gy = means2d[2 * g + 1];
         const scalar_t ca = conics[3 * g], cb = conics[3 * g + 1], cc = conics[3 * g + 2];
         const scalar_t op = opac[g];
-        if (!(op >= a_min)) continue;
         int r_lo, r_hi;
-        row_range(gy, ca, cb, cc, op, y_base, rows, &r_lo, &r_hi);
-        const int32_t label = k - lo;  // pixel p composited this Gaussian iff label < cnt[p]
+        row_range(gy, e, y_base, rows, &r_lo, &r_hi);
+        const I label = k - lo;  // a pixel composited this Gaussian iff label < its count
         const scalar_t* col = colors + static_cast<int64_t>(g) * d;
-        scalar_t g_mx = 0, g_my = 0, g_a = 0, g_b = 0, g_c = 0, g_o = 0;
-        std::fill(v_col.begin(), v_col.end(), scalar_t(0));
+        const V dx = gx - px;
+        const V dx2 = (scalar_t(0.5) * ca) * dx * dx;
+        V g_mx{}, g_my{}, g_a{}, g_b{}, g_c{}, g_o{};
+        std::fill(v_col.begin(), v_col.end(), V{});
         bool any = false;
         for (int r = r_lo; r <= r_hi; ++r) {
           const scalar_t dy = gy - (static_cast<scalar_t>(y_base + r) + scalar_t(0.5));
-          const int base = r * kTile;
-          int n_m = 0;
-#pragma omp simd reduction(+ : n_m)
-          for (int j = 0; j < kTile; ++j) {
-            const scalar_t dx = gx - (static_cast<scalar_t>(x_base + j) + scalar_t(0.5));
-            const scalar_t sigma = scalar_t(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-            const scalar_t e = exp_approx(-sigma);
-            const scalar_t alpha = std::min(a_max, op * e);
-            const bool m = (sigma >= 0) & (alpha >= a_min) & (label < cnt[base + j]);
-            const scalar_t inv = scalar_t(1) / (scalar_t(1) - alpha);
-            const scalar_t tb = t_cur[base + j] * inv;  // transmittance before this Gaussian
-            msk[j] = m;
-            ra[j] = m ? inv : scalar_t(0);
-            ti[j] = tb;
-            fac[j] = m ? alpha * tb : scalar_t(0);
-            vis[j] = e;
-            dxs[j] = dx;
-            v_al[j] = 0;
-            n_m += m ? 1 : 0;
-          }
-          if (n_m == 0) continue;
+          const V sigma = dx2 + (scalar_t(0.5) * cc * dy * dy) + (cb * dy) * dx;
+          const V vis = vexp(-sigma);
+          const V o_vis = op * vis;
+          V alpha = o_vis < a_max ? o_vis : splat<V>(a_max);
+          const M m = (sigma >= scalar_t(0)) & (alpha >= a_min) & (label < cnt[r]);
+          bool row_any = false;
+          for (int j = 0; j < kTile; ++j) row_any |= m[j] != 0;
+          if (!row_any) continue;
           any = true;
+          alpha = m ? alpha : V{};
+          const V ra = scalar_t(1) / (scalar_t(1) - alpha);
+          const V ti = t_cur[r] * ra;  // transmittance before this Gaussian
+          const V fac = alpha * ti;    // its blending weight (0 off the mask)
+          V v_al = va_fin[r] * ra;
           for (int64_t c = 0; c < d; ++c) {
             const scalar_t cv = col[c];
-            scalar_t* sr = &s[c * kTilePix + base];
-            const scalar_t* vr = &v_c[c * kTilePix + base];
-            scalar_t acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int j = 0; j < kTile; ++j) {
-              v_al[j] += msk[j] ? vr[j] * (cv * ti[j] - sr[j] * ra[j]) : scalar_t(0);
-              sr[j] += cv * fac[j];
-              acc += fac[j] * vr[j];
-            }
-            v_col[c] += acc;
+            const V vr = v_c[c * kTile + r];
+            V& sr = s[c * kTile + r];  // sum of weighted colours behind this Gaussian
+            v_al += vr * (cv * ti - sr * ra);
+            sr += cv * fac;
+            v_col[c] += fac * vr;
           }
-#pragma omp simd reduction(+ : g_mx, g_my, g_a, g_b, g_c, g_o)
-          for (int j = 0; j < kTile; ++j) {
-            const scalar_t va = v_al[j] + v_a[base + j] * t_fin[base + j] * ra[j];
-            const bool live = msk[j] & (op * vis[j] <= a_max);
-            const scalar_t v_sig = live ? -op * vis[j] * va : scalar_t(0);
-            const scalar_t dx = dxs[j];
-            g_o += live ? vis[j] * va : scalar_t(0);
-            g_a += scalar_t(0.5) * dx * dx * v_sig;
-            g_b += dx * dy * v_sig;
-            g_c += scalar_t(0.5) * dy * dy * v_sig;
-            g_mx += v_sig * (ca * dx + cb * dy);
-            g_my += v_sig * (cb * dx + cc * dy);
-            t_cur[base + j] = msk[j] ? ti[j] : t_cur[base + j];
-          }
+          const M live = m & (o_vis <= a_max);  // alpha not clamped at 0.999
+          const V v_sig = live ? -o_vis * v_al : V{};
+          g_o += live ? vis * v_al : V{};
+          g_a += (scalar_t(0.5) * dx * dx) * v_sig;
+          g_b += (dx * dy) * v_sig;
+          g_c += (scalar_t(0.5) * dy * dy) * v_sig;
+          g_mx += v_sig * (ca * dx + cb * dy);
+          g_my += v_sig * (cb * dx + cc * dy);
+          t_cur[r] = m ? ti : t_cur[r];
         }
         if (!any) continue;
         scalar_t* gr = gbuf + static_cast<int64_t>(g) * stride;
-        gr[0] += g_mx; gr[1] += g_my; gr[2] += g_a; gr[3] += g_b; gr[4] += g_c; gr[5] += g_o;
-        for (int64_t c = 0; c < d; ++c) gr[6 + c] += v_col[c];
+        gr[0] += hsum(g_mx); gr[1] += hsum(g_my); gr[2] += hsum(g_a); gr[3] += hsum(g_b); gr[4] += hsum(g_c);
+        gr[5] += hsum(g_o);
+        for (int64_t c = 0; c < d; ++c) gr[6 + c] += hsum(v_col[c]);
       }
     }
   }
@@ -342,6 +403,7 @@ std::vector<torch::Tensor> rasterize_forward(torch::Tensor means2d, torch::Tenso
   AT_DISPATCH_FLOATING_TYPES(dtype, "rasterize_forward", [&] {
     Bins bins = bin_gaussians<scalar_t>(means2d.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
                                         depths.data_ptr<scalar_t>(), n, tiles_x, tiles_y);
+    bins.row_ext = row_extents<scalar_t>(conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(), n);
     forward_impl<scalar_t>(means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
                            colors.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(), bins, d,
                            static_cast<int>(width), static_cast<int>(height), tiles_x,
@@ -380,7 +442,8 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
   AT_DISPATCH_FLOATING_TYPES(dtype, "rasterize_backward", [&] {
     backward_impl<scalar_t>(means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
                             opacities.data_ptr<scalar_t>(), offsets.data_ptr<int32_t>(), ids.data_ptr<int32_t>(),
-                            n_tiles, final_t.data_ptr<scalar_t>(), n_contrib.data_ptr<int32_t>(),
+                            n_tiles, row_extents<scalar_t>(conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(), n),
+                            final_t.data_ptr<scalar_t>(), n_contrib.data_ptr<int32_t>(),
                             v_img.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(), n, d,
                             static_cast<int>(width), static_cast<int>(height), tiles_x,
                             grads.data_ptr<scalar_t>(), n_threads);
