@@ -122,9 +122,7 @@ def _eval_tree(graph: Graph, tree: Tree, inputs: Mapping[str, Any], B: int, dtyp
 
 
 def _linked(tree: Tree, results, link, dst_type: str, ctx: EvalContext):
-    src_node = tree.nodes[link.from_node]
-    src_type = next(s.type for s in src_node.outputs if s.key == link.from_socket)
     value = results[link.from_node][link.from_socket]
     if dst_type == "GEOMETRY":
         return value
-    return convert(value, src_type, dst_type, ctx)
+    return convert(value, tree.output_types[(link.from_node, link.from_socket)], dst_type, ctx)

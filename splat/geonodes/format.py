@@ -65,6 +65,7 @@ class Tree:
     incoming: Mapping[tuple[str, str], tuple[Link, ...]]  # (to_node, to_socket) -> links in order
     order: tuple[str, ...]  # nodes the output depends on, in evaluation order
     output_node: str | None
+    output_types: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (node, socket) -> type
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,7 @@ def _load_tree(name: str, raw: dict, raw_trees: dict, interfaces: dict, file) ->
         name=name, inputs=interfaces[name][0], outputs=interfaces[name][1], nodes=nodes, links=tuple(links),
         incoming={k: tuple(v) for k, v in incoming.items()}, order=tuple(n for n in order if n in needed),
         output_node=out_node,
+        output_types={(n, o.key): o.type for n, node in nodes.items() for o in node.outputs},
     )
 
 
