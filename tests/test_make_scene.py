@@ -214,7 +214,10 @@ def test_gltf_scene(tmp_path):
     assert len(faces) == 676  # the model's triangles (SOURCE.txt)
     np.testing.assert_allclose(verts[:, 2].min(), 0.0, atol=1e-6)  # base on z=0
     np.testing.assert_allclose(np.ptp(verts, axis=0), [0.385, 0.406, 0.579], atol=0.01)  # Y-up -> Z-up
-    assert scene.extras["manifest"]["source"]["kind"] == "mesh_file"
+    np.testing.assert_allclose((verts.min(0) + verts.max(0))[:2], 0.0, atol=1e-6)  # x/y-centred
+    m = scene.extras["manifest"]
+    assert m["source"]["kind"] == "mesh_file" and len(m["source"]["sha256"]) == 64
+    assert np.abs(m["placement_offset"]).max() > 5e-3  # the file's own frame is off-centre: recorded
     for img, mask in zip(scene.images, scene.masks):
         assert mask.mean() > 0.05
         assert img[mask].std(axis=0).max() > 0.02  # textured, not flat
@@ -235,6 +238,8 @@ def test_bad_inputs(tmp_path):
         make_scene(SceneRequest(out=tmp_path, seed=0, program="chair", params={"Seat Height": 5.0}))
     with pytest.raises(SplatError, match="no program"):
         make_scene(SceneRequest(out=tmp_path, seed=0, program="no_such_program"))
+    with pytest.raises(SplatError, match="render.samples"):
+        main(["--program", "chair", "--samples", "0", "--out", str(tmp_path)])
     with pytest.raises(SplatError, match="--out"):
         main(["--mesh", str(POLYHAVEN / "painted_wooden_stool_1k.gltf")])
 

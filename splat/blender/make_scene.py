@@ -69,6 +69,22 @@ class RenderSettings:
     """Strength of the uniform sky (ambient) light."""
 
 
+def validate_render_settings(s: RenderSettings) -> None:
+    """Raise SplatError naming the field when a render setting is out of range."""
+    checks = [
+        ("samples", s.samples >= 1, "must be >= 1"),
+        ("max_bounces", s.max_bounces >= 0, "must be >= 0"),
+        ("threads", s.threads >= 0, "must be >= 0 (0 = all cores)"),
+        ("background", len(s.background) == 3 and all(0.0 <= c <= 1.0 for c in s.background),
+         "must be 3 sRGB values in [0, 1]"),
+        ("sun_strength", s.sun_strength >= 0, "must be >= 0"),
+        ("sky_strength", s.sky_strength >= 0, "must be >= 0"),
+    ]
+    for name, ok, why in checks:
+        if not ok:
+            raise SplatError(f"{why}, got {getattr(s, name)!r}", field=f"render.{name}")
+
+
 @dataclass(frozen=True)
 class SensorNoise:
     """Optional depth-sensor imperfections applied to the depth maps (not to RGB or masks).
@@ -200,8 +216,11 @@ def _add_object_mesh(bpy, mesh: ObjectMesh, materials: list[PartMaterial]):
     return obj
 
 
-def _import_mesh_file(bpy, path: Path) -> ObjectMesh:
-    """Import a glTF/OBJ/PLY, place it (x/y-centred, base on z=0) and return its world triangles."""
+def _import_mesh_file(bpy, path: Path) -> tuple[ObjectMesh, np.ndarray]:
+    """Import a glTF/OBJ/PLY and place it (x/y-centred, base on z=0).
+
+    Returns its world triangles and the [3] translation applied to the file's coordinates.
+    """
     suffix = path.suffix.lower()
     if not path.is_file():
         raise SplatError("mesh file does not exist", file=path, field="--mesh")
@@ -226,7 +245,7 @@ def _import_mesh_file(bpy, path: Path) -> ObjectMesh:
         if obj.parent is None:
             obj.location = (obj.location[0] + offset[0], obj.location[1] + offset[1], obj.location[2] + offset[2])
     bpy.context.view_layer.update()
-    return _world_triangles(bpy)
+    return _world_triangles(bpy), offset
 
 
 def _world_triangles(bpy) -> ObjectMesh:
@@ -458,11 +477,12 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
 
     The object is either ``request.program`` (our program with ``request.params`` or random valid
     ones, rendered with seeded procedural materials) or ``request.mesh_file`` (a glTF/OBJ/PLY with its
-    own materials). Randomness (parameters,
-    materials, sun, cameras, sensor noise) comes from independent streams of ``request.seed``; the
-    Cycles seed is ``request.seed`` too, so the same request makes the same scene.
+    own materials). Randomness (parameters, materials, sun, cameras, sensor noise) comes from
+    independent streams of ``request.seed``; the Cycles seed is ``request.seed`` too, so the same
+    request makes the same scene (bit-identical on one machine).
     """
     bpy = _bpy()
+    validate_render_settings(render)
     if (request.program is None) == (request.mesh_file is None):
         raise SplatError("give exactly one of --program or --mesh", field="--program/--mesh")
     if request.params is not None and request.program is None:
@@ -480,7 +500,7 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
     offset = np.zeros(3)
     if request.mesh_file is not None:
         path = Path(request.mesh_file)
-        mesh = _import_mesh_file(bpy, path)
+        mesh, offset = _import_mesh_file(bpy, path)
         source = {"kind": "mesh_file", "file": path.name, "sha256": _file_sha256(path)}
         material_record = "from the file"
     else:
@@ -646,8 +666,6 @@ def main(argv: list[str] | None = None) -> None:
     cams = replace(CameraSettings(), width=args.width, height=args.height, n_train=args.n_train,
                    n_test=args.n_test, focal_mm=args.focal_mm)
     render = replace(RenderSettings(), samples=args.samples, denoise=not args.no_denoise, threads=args.threads)
-    if render.samples < 1:
-        raise SplatError(f"must be >= 1, got {render.samples}", field="--samples")
     req = SceneRequest(out=args.out, seed=args.seed, program=args.program, params=_parse_params(args.params),
                        mesh_file=args.mesh)
     command = "python -m splat.blender.make_scene " + " ".join(shlex.quote(a) for a in argv)
