@@ -104,3 +104,49 @@ def test_bad_settings():
         ChamferSettings(direction="sideways")
     with pytest.raises(ValueError, match="clamp"):
         ChamferSettings(clamp=0.0)
+
+
+def test_point_triangle_distance_matches_dense_sampling_and_gradcheck():
+    from splat.ops.chamfer import point_triangle_sq_distance
+
+    gen = torch.Generator().manual_seed(21)
+    tri = torch.rand((64, 3, 3), generator=gen, dtype=torch.float64)
+    p = torch.rand((64, 3), generator=gen, dtype=torch.float64) * 2 - 0.5  # all Voronoi regions get hits
+    got = point_triangle_sq_distance(p, tri[:, 0], tri[:, 1], tri[:, 2])
+    # Dense barycentric grid on each triangle (edges and corners included).
+    n = 120
+    i, j = torch.meshgrid(torch.arange(n + 1), torch.arange(n + 1), indexing="ij")
+    keep = i + j <= n
+    u, v = (i[keep] / n).double(), (j[keep] / n).double()
+    w = torch.stack([1 - u - v, u, v], -1)  # [G, 3]
+    grid = torch.einsum("gk,tkd->tgd", w, tri)  # [T, G, 3]
+    dense = (grid - p[:, None]).square().sum(-1).min(1).values
+    assert bool((got <= dense + 1e-12).all())  # exact closest point is never worse than a grid point
+    edge = (tri - tri.roll(1, 1)).norm(dim=-1).max(1).values
+    assert bool((dense.sqrt() - got.sqrt() <= edge / n + 1e-9).all())
+    small = (p[:4].clone().requires_grad_(), *(tri[:4, k].clone().requires_grad_() for k in range(3)))
+    assert torch.autograd.gradcheck(point_triangle_sq_distance, small)
+
+
+def test_mesh_cloud_chamfer_zero_on_surface_and_shares_the_forward_term():
+    from splat.ops import sample_surface
+    from splat.ops.chamfer import mesh_cloud_chamfer
+
+    verts = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]]], dtype=torch.float64).repeat(2, 1, 1)
+    verts[1, :, 2] += 0.1  # second mesh lifted by 10 cm
+    verts.requires_grad_()
+    faces = torch.tensor([[0, 1, 2], [1, 3, 2]])
+    gen = torch.Generator().manual_seed(3)
+    s = sample_surface(verts, faces, 400, gen)
+    cloud = torch.rand((1, 200, 3), generator=gen, dtype=torch.float64)
+    cloud[..., 2] = 0  # on the first mesh's plane
+    res = mesh_cloud_chamfer(s.points, s.face_idx, s.lengths, verts, faces, cloud,
+                             settings=ChamferSettings(squared=False))
+    ref = chamfer_distance(s.points, cloud, s.lengths, settings=ChamferSettings(squared=False))
+    # (Nearly) no sampling-spacing floor, unlike point-to-point: only cloud points whose 4 nearest
+    # samples all lie on the other (coplanar) triangle keep a small in-plane distance.
+    assert float(res.y_to_x[0]) < float(ref.y_to_x[0]) / 50
+    torch.testing.assert_close(res.y_to_x[1], torch.tensor(0.1, dtype=torch.float64))
+    torch.testing.assert_close(res.x_to_y, ref.x_to_y)
+    (g,) = torch.autograd.grad(res.y_to_x[1], verts)
+    assert float(g[1, :, 2].sum()) > 0.99  # lifting the mesh further increases the distance one-for-one

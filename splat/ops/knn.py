@@ -76,6 +76,12 @@ def _valid_mask(lengths: Tensor, width: int) -> Tensor:
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]  # [B, width]
 
 
+def _workers(n_queries: int) -> int:
+    """All cores (workers=-1) for large queries; one thread below ~16k queries, where starting
+    threads costs more than it saves."""
+    return -1 if n_queries >= 16384 else 1
+
+
 def _kdtree_idx(x: Tensor, y: Tensor, xl: Tensor, yl: Tensor, k: int, batch: int) -> Tensor:
     """Neighbour indices [B, N, K] from scipy's cKDTree (no gradient; -1 where none)."""
     from scipy.spatial import cKDTree
@@ -98,7 +104,7 @@ def _kdtree_idx(x: Tensor, y: Tensor, xl: Tensor, yl: Tensor, k: int, batch: int
         qmask = np.broadcast_to(xmask, (batch, n))
         queries = np.broadcast_to(xn, (batch, n, dim))[qmask]
         if queries.shape[0]:
-            _, ii = tree.query(queries, k=k, workers=-1)
+            _, ii = tree.query(queries, k=k, workers=_workers(queries.shape[0]))
             ii = ii.reshape(queries.shape[0], k)
             ii = np.where(ii >= ref.shape[0], -1, ii)
             out[qmask] = ii
@@ -122,7 +128,8 @@ def _kdtree_idx(x: Tensor, y: Tensor, xl: Tensor, yl: Tensor, k: int, batch: int
     tree = cKDTree(
         np.concatenate([ref_pts, ref_batch[:, None] * spacing], axis=1), balanced_tree=False, compact_nodes=False
     )
-    _, ii = tree.query(np.concatenate([q_pts, q_batch[:, None] * spacing], axis=1), k=k, workers=-1)
+    _, ii = tree.query(np.concatenate([q_pts, q_batch[:, None] * spacing], axis=1), k=k,
+                       workers=_workers(q_pts.shape[0]))
     ii = ii.reshape(q_pts.shape[0], k)
     found = ii < ref_pts.shape[0]
     ii_safe = np.where(found, ii, 0)
@@ -207,9 +214,11 @@ def knn_indices(
 def knn_gather(y: Tensor, idx: Tensor) -> Tensor:
     """Points of ``y`` at ``idx``: ``y [By, M, D]``, ``idx [B, N, K]`` -> ``[B, N, K, D]`` (zeros at -1)."""
     batch = idx.shape[0]
-    ye = y.expand(batch, -1, -1)
-    b = torch.arange(batch, device=idx.device)[:, None, None]
-    g = ye[b, idx.clamp(min=0)]
+    if y.shape[0] == 1:
+        g = y[0][idx.clamp(min=0)]
+    else:
+        b = torch.arange(batch, device=idx.device)[:, None, None]
+        g = y[b, idx.clamp(min=0)]
     return torch.where((idx >= 0)[..., None], g, torch.zeros_like(g))
 
 
