@@ -215,3 +215,34 @@ def test_value_input_nodes_and_separate_xyz():
 def test_excessive_counts_are_user_errors():
     with pytest.raises(SplatError, match="Mesh Line count"):
         run(line_graph("OFFSET"), {"N": torch.tensor([10**6])})
+
+
+@pytest.mark.blender
+def test_math_ops_match_blender():
+    """Every ShaderNodeMath operation we support against bpy on awkward values (0, negatives, ties)."""
+    import bpy
+
+    from splat.geonodes.nodes_math import MATH_OPS
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    obj = bpy.data.objects.new("o", bpy.data.meshes.new("m"))
+    bpy.context.scene.collection.objects.link(obj)
+    ng = bpy.data.node_groups.new("t", "GeometryNodeTree")
+    ng.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    out, m = ng.nodes.new("NodeGroupOutput"), ng.nodes.new("ShaderNodeMath")
+    xyz, line = ng.nodes.new("ShaderNodeCombineXYZ"), ng.nodes.new("GeometryNodeMeshLine")
+    line.inputs["Count"].default_value = 2
+    ng.links.new(m.outputs[0], xyz.inputs[0])
+    ng.links.new(xyz.outputs[0], line.inputs["Offset"])
+    ng.links.new(line.outputs[0], out.inputs[0])
+    obj.modifiers.new("g", "NODES").node_group = ng
+    values = [(-2.5, 0.0, 0.3), (-2.0, 0.5, 0.0), (1.7, -0.4, 2.0), (2.5, 0.7, 0.5), (1.0, 1.0 + 1e-6, 0.0)]
+    for op, fn in MATH_OPS.items():
+        m.operation = op
+        for a, b, c in values:
+            for i, v in enumerate((a, b, c)):
+                m.inputs[i].default_value = v
+            obj.update_tag()
+            blender = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.vertices[1].co.x
+            ours = fn(*(torch.tensor([x], dtype=F64) for x in (a, b, c))).item()
+            assert ours == pytest.approx(blender, rel=1e-5, abs=1e-5), (op, a, b, c)
