@@ -64,10 +64,14 @@ def test_edit_changes_the_edited_part_and_leaves_far_pixels_unchanged(run_dir):
 
 def test_set_and_sweep_through_render(run_dir, tmp_path, capsys):
     res = render(RenderConfig(run=run_dir, out=tmp_path, set=("seat height=0.6", "Legs Type=round"),
-                              edit_sweep="Legs Type", sweep_frames=4, fps=10, **SMALL))
+                              edit_sweep="Legs Type", sweep_frames=4, fps=10, strip=3, **SMALL))
     assert res.params["Seat Height"] == 0.6 and res.params["Legs Type"] == 1
     names = sorted(p.name for p in res.files)
-    assert names == ["orbit_edited.gif", "orbit_edited.mp4", "sweep_legs_type_edited.gif", "sweep_legs_type_edited.mp4"]
+    assert names == ["orbit_edited.gif", "orbit_edited.mp4", "orbit_strip_edited.png", "sweep_legs_type_edited.gif",
+                     "sweep_legs_type_edited.mp4", "sweep_legs_type_strip_edited.png"]
+    import imageio.v3 as iio
+
+    assert iio.imread(tmp_path / "sweep_legs_type_strip_edited.png").shape == (40, 2 * 3 * 48 + 2, 3)  # 2 values
     assert count_frames(tmp_path / "sweep_legs_type_edited.mp4") == 4
     # GIF stores repeated frames once with a longer duration: the playing time is what counts
     from PIL import Image

@@ -63,7 +63,8 @@ class RenderConfig:
     elevation: float = 20.0
     """Elevation of orbit / sweep cameras above the object's centre (degrees)."""
     strip: int = 0
-    """Also write orbit_strip.png: this many evenly spaced orbit frames side by side (0: none)."""
+    """Also write orbit_strip.png (and sweep_<param>_strip.png with --edit-sweep): this many evenly
+    spaced frames side by side, the sweep's from the low to the high end (0: none)."""
     cameras: Optional[Path] = None
     """Also render the views of this transforms.json-style camera file into views/."""
     test_views: bool = True
@@ -226,6 +227,13 @@ def render(cfg: RenderConfig) -> RenderResult:
         slug = "".join(ch if ch.isalnum() else "_" for ch in sweep_param.name).strip("_").lower()
         for fmt in cfg.formats:
             files.append(write_video(out / f"sweep_{slug}{tag}.{fmt}", frames, fps=cfg.fps))
+        if cfg.strip:
+            if sweep_param.type == "float":  # low -> high half of the ping-pong
+                peak = int(np.argmax(values))
+                idx = sorted(set(np.round(np.linspace(0, peak, min(cfg.strip, peak + 1))).astype(int).tolist()))
+            else:  # the first frame of each value
+                idx = [i for i, v in enumerate(values) if i == 0 or v != values[i - 1]][: cfg.strip]
+            files.append(write_png(out / f"sweep_{slug}_strip{tag}.png", hstack([frames[i] for i in idx], gap=2)))
 
     for f in files:
         print(f"wrote {f}")
