@@ -53,6 +53,7 @@ def evaluate_graph(graph: Graph, inputs: Mapping[str, Any], *, batch_size: int,
             shape or a non-finite value.
     """
     device = torch.device(device)
+    cache: dict = {}
     tree = graph.trees[graph.main]
     by_name = {s.name: s for s in tree.inputs}
     for k in inputs:
@@ -65,23 +66,24 @@ def evaluate_graph(graph: Graph, inputs: Mapping[str, Any], *, batch_size: int,
         elif s.name in inputs:
             values[s.key] = _as_input(s.name, s.type, inputs[s.name], batch_size, dtype, device)
         else:
-            values[s.key] = constant(_ctx(batch_size, dtype, device, tree.name, ""), s.type, s.default)
-    outs = _eval_tree(graph, tree, values, batch_size, dtype, device)
+            values[s.key] = constant(_ctx(batch_size, dtype, device, tree.name, "", cache), s.type, s.default)
+    outs = _eval_tree(graph, tree, values, batch_size, dtype, device, cache)
     for s in tree.outputs:
         if s.type == "GEOMETRY":
             return outs[s.key]
     raise AssertionError("validated graphs have a GEOMETRY output")
 
 
-def _ctx(B, dtype, device, tree, node) -> EvalContext:
-    return EvalContext(B, dtype, device, tree, node)
+def _ctx(B, dtype, device, tree, node, cache) -> EvalContext:
+    return EvalContext(B, dtype, device, tree, node, cache)
 
 
-def _eval_tree(graph: Graph, tree: Tree, inputs: Mapping[str, Any], B: int, dtype, device) -> dict[str, Any]:
+def _eval_tree(graph: Graph, tree: Tree, inputs: Mapping[str, Any], B: int, dtype, device,
+               cache: dict) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     for name in tree.order:
         node = tree.nodes[name]
-        ctx = _ctx(B, dtype, device, tree.name, name)
+        ctx = _ctx(B, dtype, device, tree.name, name, cache)
         if node.type == "NodeGroupInput":
             results[name] = dict(inputs)
             continue
@@ -105,12 +107,12 @@ def _eval_tree(graph: Graph, tree: Tree, inputs: Mapping[str, Any], B: int, dtyp
             results[name] = {"Output": ins["Input"]}
         elif node.type == "GeometryNodeGroup":
             sub = graph.trees[node.properties["node_tree"]]
-            results[name] = _eval_tree(graph, sub, ins, B, dtype, device)
+            results[name] = _eval_tree(graph, sub, ins, B, dtype, device, cache)
         else:
             results[name] = REGISTRY[node.type].evaluate(ctx, node.properties, ins)
     out: dict[str, Any] = {}
     got = results.get(tree.output_node, {}) if tree.output_node else {}
-    ctx = _ctx(B, dtype, device, tree.name, "")
+    ctx = _ctx(B, dtype, device, tree.name, "", cache)
     for s in tree.outputs:
         if s.key in got:
             out[s.key] = got[s.key]

@@ -62,6 +62,7 @@ class EvalContext:
     device: torch.device
     tree: str  # the tree holding the node
     node: str  # the node name
+    constants: dict = field(default_factory=dict, compare=False)  # per-evaluation cache of constants
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,15 @@ def fixed(*sockets: SocketSpec) -> Callable[[Mapping[str, Any]], tuple[SocketSpe
 
 
 def constant(ctx: EvalContext, type_: str, value: Any) -> Tensor:
-    """A socket default as a batched tensor."""
+    """A socket default as a batched tensor (cached per evaluation; never modified in place)."""
+    key = (type_, tuple(value) if isinstance(value, (list, tuple)) else value)
+    hit = ctx.constants.get(key)
+    if hit is None:
+        hit = ctx.constants[key] = _constant(ctx, type_, value)
+    return hit
+
+
+def _constant(ctx: EvalContext, type_: str, value: Any) -> Tensor:
     B = ctx.batch_size
     if type_ == "FLOAT":
         return torch.full((B,), float(value), dtype=ctx.dtype, device=ctx.device)
