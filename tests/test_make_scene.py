@@ -257,3 +257,36 @@ def test_sensor_noise_model():
     assert abs((far[far > 0] - 2.0).std() - (0.0012 + 0.0019 * 2.56)) < 1e-3  # grows with distance
     assert 0.002 < (near == 0).mean() < 0.03  # random holes, about 1 %
     assert 0.3 < (noisy[:, [99, 100, 149]] == 0).mean() < 0.7  # half the edge pixels dropped
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("suffix", [".obj", ".ply"])
+def test_obj_and_ply_import_axes(tmp_path, suffix):
+    import trimesh
+
+    from splat.blender.make_scene import _bpy, _import_mesh_file, _reset
+
+    box = trimesh.creation.box(extents=[0.2, 0.4, 0.8])  # tall along its own Z
+    if suffix == ".obj":  # OBJ files are Y-up: store the tall axis as Y
+        box.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    path = tmp_path / f"box{suffix}"
+    box.export(path)
+    bpy = _bpy()
+    _reset(bpy)
+    mesh, offset = _import_mesh_file(bpy, path)
+    np.testing.assert_allclose(np.ptp(mesh.verts, axis=0), [0.2, 0.4, 0.8], atol=1e-5)  # tall along world Z
+    np.testing.assert_allclose(mesh.verts.min(0), [-0.1, -0.2, 0.0], atol=1e-5)
+    np.testing.assert_allclose(offset, [0.0, 0.0, 0.4], atol=1e-5)
+    assert len(mesh.faces) == 12
+
+
+@pytest.mark.blender
+def test_cli_user_error_exit_code(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "splat.blender.make_scene", "--mesh", str(tmp_path / "no.gltf"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "does not exist" in r.stderr
+    assert "Traceback" not in r.stderr

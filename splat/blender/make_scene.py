@@ -5,6 +5,8 @@ Usage::
     python -m splat.blender.make_scene --program chair --seed 3 --out DIR      # random valid params
     python -m splat.blender.make_scene --program chair --params '{"Seat Height": 0.5}' --out DIR
     python -m splat.blender.make_scene --mesh model.gltf --seed 0 --out DIR     # glTF / OBJ / PLY
+
+Mesh files: glTF and OBJ are read as Y-up, PLY as Z-up; units are metres.
     python -m splat.blender.make_scene --all                                    # re-make assets/scenes
 
 Each view is rendered once; the RGB (with alpha, ``film_transparent``) comes from the render result and
@@ -230,10 +232,10 @@ def _import_mesh_file(bpy, path: Path) -> tuple[ObjectMesh, np.ndarray]:
     try:
         if suffix in (".gltf", ".glb"):
             bpy.ops.import_scene.gltf(filepath=str(path))
-        elif suffix == ".obj":
+        elif suffix == ".obj":  # OBJ convention: Y up (Blender's default)
             bpy.ops.wm.obj_import(filepath=str(path), forward_axis="NEGATIVE_Z", up_axis="Y")
-        else:
-            bpy.ops.wm.ply_import(filepath=str(path), forward_axis="NEGATIVE_Z", up_axis="Y")
+        else:  # PLY: Z up, as Blender and our own gt_mesh.ply
+            bpy.ops.wm.ply_import(filepath=str(path), forward_axis="Y", up_axis="Z")
     except RuntimeError as err:
         raise SplatError(f"Blender cannot import it: {err}", file=path, field="--mesh") from None
     mesh = _world_triangles(bpy)
