@@ -33,6 +33,41 @@ class Projection(NamedTuple):
     compensations: Optional[Tensor]  # [C, N] sqrt(det(cov2d) / det(cov2d + eps2d I)), or None
 
 
+Cov6 = tuple  # (xx, xy, xz, yy, yz, zz) covariance entries, each [N]
+
+
+def quat_scale_components(quats: Tensor, scales: Tensor) -> Cov6:
+    """Entries of ``R S S R^T`` from wxyz quaternions (normalised here) and per-axis scales.
+
+    Computed entry by entry on [N] tensors: on CPU this is much faster (forward and autograd) than
+    batched 3x3 matmuls.
+    """
+    inv = torch.rsqrt((quats * quats).sum(-1).clamp_min(1e-24))
+    w, x, y, z = (quats * inv[:, None]).unbind(-1)
+    sx, sy, sz = scales.unbind(-1)
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
+    # Columns of M = R S.
+    m00, m01, m02 = (1 - 2 * (yy + zz)) * sx, 2 * (xy - wz) * sy, 2 * (xz + wy) * sz
+    m10, m11, m12 = 2 * (xy + wz) * sx, (1 - 2 * (xx + zz)) * sy, 2 * (yz - wx) * sz
+    m20, m21, m22 = 2 * (xz - wy) * sx, 2 * (yz + wx) * sy, (1 - 2 * (xx + yy)) * sz
+    return (
+        m00 * m00 + m01 * m01 + m02 * m02,
+        m00 * m10 + m01 * m11 + m02 * m12,
+        m00 * m20 + m01 * m21 + m02 * m22,
+        m10 * m10 + m11 * m11 + m12 * m12,
+        m10 * m20 + m11 * m21 + m12 * m22,
+        m20 * m20 + m21 * m21 + m22 * m22,
+    )
+
+
+def covar_components(covars: Tensor) -> Cov6:
+    """Entries of a covariance matrix [N, 3, 3], symmetrised (gradients stay symmetric)."""
+    c = covars
+    return (c[:, 0, 0], 0.5 * (c[:, 0, 1] + c[:, 1, 0]), 0.5 * (c[:, 0, 2] + c[:, 2, 0]), c[:, 1, 1],
+            0.5 * (c[:, 1, 2] + c[:, 2, 1]), c[:, 2, 2])
+
+
 def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
     """Covariance ``R S S R^T`` from wxyz quaternions (normalised here) and per-axis scales.
 
@@ -43,23 +78,13 @@ def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
     Returns:
         covariances. [N, 3, 3]
     """
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    rot = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(q.shape[:-1] + (3, 3))
-    m = rot * scales[..., None, :]
-    return m @ m.transpose(-1, -2)
+    xx, xy, xz, yy, yz, zz = quat_scale_components(quats, scales)
+    return torch.stack([xx, xy, xz, xy, yy, yz, xz, yz, zz], -1).reshape(quats.shape[:-1] + (3, 3))
 
 
 def project(
     means: Tensor,  # [N, 3]
-    covars: Tensor,  # [N, 3, 3]
+    covars,  # [N, 3, 3] Tensor, or Cov6 entries
     opacities: Tensor,  # [N]
     viewmats: Tensor,  # [C, 4, 4]
     Ks: Tensor,  # [C, 3, 3]
@@ -76,47 +101,53 @@ def project(
 
     ``cull_by_opacity=False`` reproduces gsplat's pure-torch helper (fixed 3.33 sigma boxes, no
     opacity culling); the renderer always uses True, as gsplat's CUDA projection does.
+    All arithmetic is on [C, N] component tensors (no batched 3x3 matmuls): fast on CPU with autograd.
     """
+    sxx, sxy, sxz, syy, syz, szz = covar_components(covars) if isinstance(covars, Tensor) else covars
     rot = viewmats[:, :3, :3]  # [C, 3, 3]
-    trans = viewmats[:, :3, 3]  # [C, 3]
-    means_c = torch.einsum("cij,nj->cni", rot, means) + trans[:, None, :]  # [C, N, 3]
-    covars_c = rot[:, None] @ covars[None] @ rot[:, None].transpose(-1, -2)  # [C, N, 3, 3]
-
+    means_c = torch.matmul(means, rot.transpose(-1, -2)) + viewmats[:, None, :3, 3]  # [C, N, 3]
     tx, ty, tz = means_c.unbind(-1)  # [C, N]
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]  # [C, 1]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
     safe_z = torch.where(tz.abs() > 1e-12, tz, torch.full_like(tz, 1e-12))
+    inv_z = 1.0 / safe_z
     # Clamp the ray direction used by the Jacobian to a margin around the frustum (as gsplat).
     lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
     lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
     lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
     lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
-    jx = safe_z * torch.clamp(tx / safe_z, min=-lim_xn, max=lim_xp)
-    jy = safe_z * torch.clamp(ty / safe_z, min=-lim_yn, max=lim_yp)
-    zero = torch.zeros_like(tz)
-    jac = torch.stack(
-        [fx / safe_z, zero, -fx * jx / safe_z**2, zero, fy / safe_z, -fy * jy / safe_z**2], dim=-1
-    ).reshape(tz.shape + (2, 3))  # [C, N, 2, 3]
-    cov2d = jac @ covars_c @ jac.transpose(-1, -2)  # [C, N, 2, 2]
+    jx = torch.clamp(tx * inv_z, min=-lim_xn, max=lim_xp)  # clamped x/z
+    jy = torch.clamp(ty * inv_z, min=-lim_yn, max=lim_yp)
+    # Rows of J R_view (J = d pixel / d camera point): t1 = fx/z (R0 - jx R2), t2 = fy/z (R1 - jy R2).
+    r = [[rot[:, i, j, None] for j in range(3)] for i in range(3)]  # [C, 1] each
+    fxz, fyz = fx * inv_z, fy * inv_z
+    t1 = [fxz * (r[0][k] - jx * r[2][k]) for k in range(3)]  # 3 x [C, N]
+    t2 = [fyz * (r[1][k] - jy * r[2][k]) for k in range(3)]
+    # Sigma t (Sigma symmetric, broadcast from [N] to [C, N]).
+    st1 = [sxx * t1[0] + sxy * t1[1] + sxz * t1[2], sxy * t1[0] + syy * t1[1] + syz * t1[2],
+           sxz * t1[0] + syz * t1[1] + szz * t1[2]]
+    st2_0 = sxy * t2[0] + syy * t2[1] + syz * t2[2]  # only the entries needed below
+    a = t1[0] * st1[0] + t1[1] * st1[1] + t1[2] * st1[2]  # 2D covariance [[a, b], [b, c]]
+    b = t2[0] * st1[0] + t2[1] * st1[1] + t2[2] * st1[2]
+    c = t2[0] * (sxx * t2[0] + sxy * t2[1] + sxz * t2[2]) + t2[1] * st2_0 + t2[2] * (
+        sxz * t2[0] + syz * t2[1] + szz * t2[2])
 
-    uv = torch.einsum("cij,cnj->cni", Ks[:, :2, :3], means_c)  # [C, N, 2]
-    means2d = uv / safe_z[..., None]
+    k00, k01, k02 = Ks[:, 0, 0, None], Ks[:, 0, 1, None], Ks[:, 0, 2, None]
+    k10, k11, k12 = Ks[:, 1, 0, None], Ks[:, 1, 1, None], Ks[:, 1, 2, None]
+    means2d = torch.stack([(k00 * tx + k01 * ty + k02 * tz) * inv_z, (k10 * tx + k11 * ty + k12 * tz) * inv_z], -1)
 
-    a = cov2d[..., 0, 0]
-    b = 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0])
-    c = cov2d[..., 1, 1]
     det_orig = a * c - b * b
     a = a + eps2d
     c = c + eps2d
     det = a * c - b * b
     det_ok = det > 0
-    safe_det = torch.where(det_ok, det, torch.ones_like(det))
-    conics = torch.stack([c / safe_det, -b / safe_det, a / safe_det], dim=-1)  # [C, N, 3]
+    inv_det = 1.0 / torch.where(det_ok, det, torch.ones_like(det))
+    conics = torch.stack([c * inv_det, -b * inv_det, a * inv_det], dim=-1)  # [C, N, 3]
 
     compensations = None
     opac = opacities[None, :].expand_as(tz)
     if antialiased:
-        compensations = torch.sqrt(torch.clamp(det_orig / safe_det, min=0.0))
+        compensations = torch.sqrt(torch.clamp(det_orig * inv_det, min=0.0))
         opac = opac * compensations
 
     with torch.no_grad():

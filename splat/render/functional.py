@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
-from splat.render._projection import camera_centers, project, quat_scale_to_covar
+from splat.render._projection import camera_centers, project, quat_scale_components
 from splat.render._sh import MAX_SH_DEGREE, sh_to_color
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
@@ -143,7 +143,7 @@ def rasterize(
             scales = torch.where(keep[:, None], scales, 0.0)
     _check_opacities(opacities)
     if covars is None:
-        covars = quat_scale_to_covar(quats, scales)
+        covars = quat_scale_components(quats, scales)
     else:
         _check_psd(covars)
 

@@ -1,0 +1,220 @@
+"""Benchmark: C++ CPU rasterizer vs the pure-PyTorch twin (forward, backward, fwd+bwd, memory).
+
+    python bench/bench_rasterize.py [--sizes 5000 20000 100000] [--repeats 5] [--twin-max 100000]
+
+Scene: a chair (seat, back, four legs, as boxes) whose faces are covered with flat Gaussians (area-
+weighted, flat along the face normal, like the program-bound Gaussians of training), seen at 256x256
+from a training-like camera. Each configuration runs in its own subprocess so that peak memory
+(ru_maxrss over the baseline after the inputs are built) belongs to one backend and one size. Timings
+are medians of several runs; other engineers share the 2 cores, so expect noise (run it twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+WIDTH = HEIGHT = 256
+
+# (centre xyz, size xyz) of the chair's parts, metres, +Z up.
+CHAIR = [
+    ((0.0, 0.0, 0.45), (0.50, 0.50, 0.05)),  # seat
+    ((0.0, 0.225, 0.75), (0.50, 0.05, 0.55)),  # back
+    ((-0.22, -0.22, 0.21), (0.05, 0.05, 0.42)),  # legs
+    ((0.22, -0.22, 0.21), (0.05, 0.05, 0.42)),
+    ((-0.22, 0.22, 0.21), (0.05, 0.05, 0.42)),
+    ((0.22, 0.22, 0.21), (0.05, 0.05, 0.42)),
+]
+
+
+def _rot_to_quat(rot: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [N,3,3] (proper) -> wxyz quaternions [N,4] (Shepperd's method, w-branch safe)."""
+    m = rot
+    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cands = torch.stack([
+        torch.stack([1 + tr, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+        torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + 2 * m[:, 0, 0] - tr, m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], -1),
+        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 + 2 * m[:, 1, 1] - tr, m[:, 1, 2] + m[:, 2, 1]], -1),
+        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1], 1 + 2 * m[:, 2, 2] - tr], -1),
+    ], 1)  # [N, 4 candidates, 4]
+    best = torch.stack([1 + tr, 1 + 2 * m[:, 0, 0] - tr, 1 + 2 * m[:, 1, 1] - tr, 1 + 2 * m[:, 2, 2] - tr], -1).argmax(-1)
+    q = cands[torch.arange(len(m)), best]
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def chair_gaussians(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """n flat Gaussians on the faces of the chair's boxes, area-weighted."""
+    faces = []  # (centre, u axis, v axis, normal, half u, half v)
+    eye = torch.eye(3, dtype=torch.float64)
+    for centre, size in CHAIR:
+        c, s = torch.tensor(centre, dtype=torch.float64), torch.tensor(size, dtype=torch.float64)
+        for axis in range(3):
+            u_ax, v_ax = [a for a in range(3) if a != axis]
+            for sign in (-1.0, 1.0):
+                faces.append((c + sign * eye[axis] * s[axis] / 2, eye[u_ax], eye[v_ax], sign * eye[axis],
+                              float(s[u_ax]) / 2, float(s[v_ax]) / 2))
+    areas = torch.tensor([4 * f[4] * f[5] for f in faces])
+    face = torch.multinomial(areas / areas.sum(), n, replacement=True, generator=generator)
+    uv = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1
+    cen = torch.stack([f[0] for f in faces])[face]
+    u = torch.stack([f[1] for f in faces])[face]
+    v = torch.stack([f[2] for f in faces])[face]
+    nrm = torch.stack([f[3] for f in faces])[face]
+    hu = torch.tensor([f[4] for f in faces], dtype=torch.float64)[face]
+    hv = torch.tensor([f[5] for f in faces], dtype=torch.float64)[face]
+    means = cen + uv[:, :1] * hu[:, None] * u + uv[:, 1:] * hv[:, None] * v
+    ang = torch.rand(n, generator=generator, dtype=torch.float64) * 2 * math.pi  # in-plane spin
+    t1 = torch.cos(ang)[:, None] * u + torch.sin(ang)[:, None] * v
+    t2 = torch.linalg.cross(nrm, t1)
+    rot = torch.stack([t1, t2, nrm], -1)  # columns: local x, y, z(normal)
+    spacing = math.sqrt(float(areas.sum()) / n)
+    scale_t = spacing * (0.5 + 0.7 * torch.rand(n, 2, generator=generator, dtype=torch.float64))
+    scales = torch.cat([scale_t, torch.full((n, 1), 1e-3, dtype=torch.float64)], -1)
+    base = torch.tensor([[0.55, 0.35, 0.2]], dtype=torch.float64)
+    colors = (base + 0.15 * torch.rand(n, 3, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    opac = 0.5 + 0.49 * torch.rand(n, generator=generator, dtype=torch.float64)
+    return {"means": means.float(), "quats": _rot_to_quat(rot).float(), "scales": scales.float(),
+            "opacities": opac.float(), "colors": colors.float()}
+
+
+def training_camera() -> tuple[torch.Tensor, torch.Tensor]:
+    eye = torch.tensor([1.3, -1.5, 1.2], dtype=torch.float64)
+    target = torch.tensor([0.0, 0.0, 0.45], dtype=torch.float64)
+    fwd = (target - eye) / (target - eye).norm()
+    right = torch.linalg.cross(fwd, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    right = right / right.norm()
+    down = torch.linalg.cross(fwd, right)
+    rot = torch.stack([right, down, fwd])
+    vm = torch.eye(4, dtype=torch.float64)
+    vm[:3, :3] = rot
+    vm[:3, 3] = -rot @ eye
+    f = 1.4 * WIDTH
+    k = torch.tensor([[f, 0, WIDTH / 2], [0, f, HEIGHT / 2], [0, 0, 1]], dtype=torch.float64)
+    return vm[None].float(), k[None].float()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_one(backend: str, n: int, repeats: int) -> dict:
+    """Time forward / backward of one backend on the chair scene; called in a fresh subprocess."""
+    from splat.render import RasterSettings, rasterize
+    from splat.render._projection import project, quat_scale_to_covar
+    from splat.render._reference import bin_gaussians
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(n)
+    p = chair_gaussians(n, g)
+    vm, k = training_camera()
+    settings = RasterSettings(backend=backend)
+    leaves = {key: val.clone().requires_grad_(True) for key, val in p.items()}
+    w_img = torch.rand(1, HEIGHT, WIDTH, 3, generator=g)
+
+    def forward():
+        return rasterize(leaves["means"], leaves["opacities"], leaves["colors"], vm, k, WIDTH, HEIGHT,
+                         quats=leaves["quats"], scales=leaves["scales"], settings=settings)
+
+    if backend == "cpu":
+        from splat.render.cpu import load_kernel
+
+        load_kernel()
+    baseline = _rss_mb()  # inputs built, extension loaded
+    res = forward()  # warm-up
+    assert res.backend == backend, res.backend
+    (res.colors * w_img).sum().backward()
+    fwd, bwd = [], []
+    for _ in range(repeats):
+        for leaf in leaves.values():
+            leaf.grad = None
+        t0 = time.perf_counter()
+        res = forward()
+        loss = (res.colors * w_img).sum() + res.alphas.sum()
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Projection alone (shared PyTorch code): is it the bottleneck?
+    proj_t = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        cov = quat_scale_to_covar(leaves["quats"], leaves["scales"])
+        pr = project(leaves["means"], cov, leaves["opacities"], vm, k, WIDTH, HEIGHT, near_plane=0.01,
+                     far_plane=1e10, eps2d=0.3, antialiased=False)
+        (pr.means2d.sum() + pr.conics.sum() + pr.opacities.sum()).backward()
+        proj_t.append(time.perf_counter() - t0)
+    with torch.no_grad():
+        offsets, _ = bin_gaussians(pr.means2d[0], pr.radii[0], pr.depths[0], WIDTH, HEIGHT)
+    n_isects = int(offsets[-1])
+    io_bytes = sum(v.numel() * 4 for v in p.values()) * 2 + (res.colors.numel() + res.alphas.numel()) * 4 * 2
+    io_bytes += (res.means2d.numel() + res.radii.numel() + res.depths.numel()) * 4
+    return {
+        "backend": backend, "n": n, "fwd": statistics.median(fwd), "bwd": statistics.median(bwd),
+        "fwdbwd": statistics.median([a + b for a, b in zip(fwd, bwd)]), "proj": statistics.median(proj_t),
+        "peak_mb": max(peak - baseline, 0.0), "baseline_mb": baseline, "io_mb": io_bytes / 2**20, "n_isects": n_isects,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 100000])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--twin-max", type=int, default=100000, help="skip the (slow) twin above this size")
+    ap.add_argument("--_child", nargs=3, metavar=("BACKEND", "N", "REPEATS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._child:
+        print(json.dumps(run_one(args._child[0], int(args._child[1]), int(args._child[2]))))
+        return
+    from splat.render.cpu import kernel_available
+
+    if not kernel_available():
+        sys.exit("the C++ extension could not be built; nothing to compare")
+    print(f"rasterize at {WIDTH}x{HEIGHT}, chair of flat Gaussians, 1 camera, torch threads "
+          f"{torch.get_num_threads()}; medians of {args.repeats}; shared machine: timings are noisy")
+    head = (f"{'N':>7} {'backend':>7} {'fwd ms':>9} {'bwd ms':>9} {'f+b ms':>9} {'proj ms':>8} "
+            f"{'Geval/s':>8} {'peak MB':>8} {'io MB':>6} {'peak/io':>7}")
+    rows = {}
+    for n in args.sizes:
+        for backend in ("cpu", "torch"):
+            if backend == "torch" and n > args.twin_max:
+                continue
+            reps = args.repeats if backend == "cpu" else max(1, min(args.repeats, 2))
+            out = subprocess.run([sys.executable, __file__, "--_child", backend, str(n), str(reps)],
+                                 capture_output=True, text=True, check=True)
+            rows[(n, backend)] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(head)
+    for n in args.sizes:
+        for backend in ("cpu", "torch"):
+            r = rows.get((n, backend))
+            if r is None:
+                continue
+            evals = r["n_isects"] * 256 * 2  # Gaussian-pixel evaluations, forward + backward (dense tiles)
+            print(f"{n:>7} {backend:>7} {r['fwd'] * 1e3:9.1f} {r['bwd'] * 1e3:9.1f} {r['fwdbwd'] * 1e3:9.1f} "
+                  f"{r['proj'] * 1e3:8.1f} {evals / r['fwdbwd'] / 1e9:8.2f} {r['peak_mb']:8.1f} {r['io_mb']:6.1f} "
+                  f"{r['peak_mb'] / r['io_mb']:7.1f}")
+        c, t = rows.get((n, "cpu")), rows.get((n, "torch"))
+        if c and t:
+            print(f"{n:>7} {'ratio':>7} {t['fwd'] / c['fwd']:8.1f}x {t['bwd'] / c['bwd']:8.1f}x "
+                  f"{t['fwdbwd'] / c['fwdbwd']:8.1f}x   (twin / cpu, same run; tile-Gaussian pairs {c['n_isects']})")
+    print("Geval/s: tile-Gaussian pairs x 256 pixels x 2 (fwd+bwd) per second of fwd+bwd. proj: the PyTorch "
+          "projection's share (fwd+bwd) inside f+b. peak: ru_maxrss above the post-warm-up baseline; io: "
+          "inputs+outputs+their gradients.")
+
+
+if __name__ == "__main__":
+    main()
