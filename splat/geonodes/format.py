@@ -129,7 +129,7 @@ def _str(x, file, fld) -> str:
     return x
 
 
-def _interface(items, file, fld, is_input: bool) -> tuple[InterfaceSocket, ...]:
+def _interface(items, file, fld) -> tuple[InterfaceSocket, ...]:
     if not isinstance(items, list):
         raise _err("expected a list of sockets", file, fld)
     out = []
@@ -168,7 +168,6 @@ def _zero(type_: str):
 def _props(type_: str, raw, file, fld) -> dict:
     raw = {} if raw is None else _obj(raw, file, fld)
     if type_ == "GeometryNodeGroup":
-        specs = {}
         tree = raw.get("node_tree")
         extra = set(raw) - {"node_tree"}
         if extra:
@@ -274,7 +273,7 @@ def _load_tree(name: str, raw: dict, raw_trees: dict, interfaces: dict, file) ->
         deps[l.to_node].add(l.from_node)
     order, state = [], {}
 
-    def visit(n: str, stack: list[str]):
+    def visit(n: str):
         # iterative DFS to stay safe on deep graphs
         work = [(n, iter(sorted(deps[n])))]
         state[n] = 1
@@ -294,7 +293,7 @@ def _load_tree(name: str, raw: dict, raw_trees: dict, interfaces: dict, file) ->
 
     for n in nodes:
         if n not in state:
-            visit(n, [])
+            visit(n)
     # reroute types, in dependency order
     for n in order:
         node = nodes[n]
@@ -383,8 +382,8 @@ def _load(raw, file) -> Graph:
     for name, t in raw_trees.items():
         t = _obj(t, file, f"trees.{name}")
         iface = _obj(t.get("interface", {}), file, f"trees.{name}.interface")
-        interfaces[name] = (_interface(iface.get("inputs", []), file, f"trees.{name}.interface.inputs", True),
-                            _interface(iface.get("outputs", []), file, f"trees.{name}.interface.outputs", False))
+        interfaces[name] = (_interface(iface.get("inputs", []), file, f"trees.{name}.interface.inputs"),
+                            _interface(iface.get("outputs", []), file, f"trees.{name}.interface.outputs"))
     for i, s in enumerate(interfaces[main][0]):
         if s.key != s.name and not s.key.endswith("[0]"):
             raise _err(f"main tree inputs are the program's parameters and need unique names; {s.name!r} repeats",
