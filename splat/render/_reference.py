@@ -3,8 +3,8 @@
 Slow and simple, differentiated by autograd. It is the reference the C++ kernel is tested against and
 the fallback when no C++ compiler works. Each tile is composited densely: every pixel of the tile
 against every Gaussian in the tile's depth-sorted list, with ``cumprod`` for transmittance. Tiles are
-wrapped in ``torch.utils.checkpoint`` so that memory stays bounded (the per-tile [pixels, Gaussians]
-matrices are recomputed in backward instead of kept).
+batched in chunks of bounded size and each chunk is wrapped in ``torch.utils.checkpoint``, so memory
+stays bounded (the [tiles, pixels, Gaussians] tensors are recomputed in backward instead of kept).
 
 Convention: compositing rules as gsplat 1.5.3: pixel centres at +0.5, ``alpha = min(0.999, o *
 exp(-sigma))``, Gaussians with ``sigma < 0`` or ``alpha < 1/255`` skipped, a pixel stops before the
@@ -71,25 +71,28 @@ def bin_gaussians(
     return offsets, ids
 
 
-def _composite_tile(
-    pix: Tensor,  # [P, 2] pixel centres
-    means2d: Tensor,  # [M, 2]
-    conics: Tensor,  # [M, 3]
-    opacities: Tensor,  # [M]
-    colors: Tensor,  # [M, D]
+def _composite_tiles(
+    px: Tensor,  # [T, P] pixel centre x
+    py: Tensor,  # [T, P] pixel centre y
+    means2d: Tensor,  # [T, M, 2] each tile's Gaussians, front to back (padding: opacity 0)
+    conics: Tensor,  # [T, M, 3]
+    opacities: Tensor,  # [T, M]
+    colors: Tensor,  # [T, M, D]
 ) -> tuple[Tensor, Tensor]:
-    dx = means2d[None, :, 0] - pix[:, 0:1]  # [P, M]
-    dy = means2d[None, :, 1] - pix[:, 1:2]
-    sigma = 0.5 * (conics[:, 0] * dx * dx + conics[:, 2] * dy * dy) + conics[:, 1] * dx * dy
-    alpha = torch.clamp_max(opacities * torch.exp(-sigma), 0.999)
+    """Dense compositing of a batch of tiles: every pixel against every Gaussian of its tile."""
+    dx = means2d[:, None, :, 0] - px[:, :, None]  # [T, P, M]
+    dy = means2d[:, None, :, 1] - py[:, :, None]
+    a, b, c = (conics[:, None, :, i] for i in range(3))
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    alpha = torch.clamp_max(opacities[:, None, :] * torch.exp(-sigma), 0.999)
     alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_THRESHOLD), alpha, torch.zeros_like(alpha))
     with torch.no_grad():
-        keep = torch.cumprod(1 - alpha, dim=1) > T_STOP  # a prefix of each row
+        keep = torch.cumprod(1 - alpha, dim=-1) > T_STOP  # a prefix of each pixel's list
     alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
-    trans = torch.cumprod(1 - alpha, dim=1)  # transmittance after each Gaussian
-    t_before = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)
-    color = (alpha * t_before) @ colors  # [P, D]
-    return color, trans[:, -1]
+    trans = torch.cumprod(1 - alpha, dim=-1)  # transmittance after each Gaussian
+    t_before = torch.cat([torch.ones_like(trans[..., :1]), trans[..., :-1]], dim=-1)
+    color = torch.bmm(alpha * t_before, colors)  # [T, P, D]
+    return color, trans[..., -1]
 
 
 def rasterize_to_pixels(
@@ -102,42 +105,59 @@ def rasterize_to_pixels(
     width: int,
     height: int,
     background: Optional[Tensor] = None,  # [D]
+    chunk_elements: int = 1 << 22,
 ) -> tuple[Tensor, Tensor]:
     """Composite one camera's screen-space Gaussians into an image (autograd for gradients).
+
+    Tiles are processed in chunks (sorted by list length, padded to the chunk's longest list) of at
+    most ``chunk_elements`` pixel-Gaussian pairs; each chunk is checkpointed when gradients are needed.
 
     Returns:
         colors: [H, W, D]; alphas: [H, W, 1] (= 1 - final transmittance).
     """
     offsets, ids = bin_gaussians(means2d, radii, depths, width, height)
-    tw, th = tile_grid(width, height, TILE_SIZE)
-    n_ch = colors.shape[-1]
+    tw, _ = tile_grid(width, height, TILE_SIZE)
+    n, n_ch = means2d.shape[0], colors.shape[-1]
     dev, dt = means2d.device, means2d.dtype
-    out_idx, out_col, out_t = [], [], []
-    offs = offsets.tolist()
-    for t in range(tw * th):
-        lo, hi = offs[t], offs[t + 1]
-        if hi == lo:
-            continue
-        ty, tx = divmod(t, tw)
-        ys = torch.arange(ty * TILE_SIZE, min((ty + 1) * TILE_SIZE, height), device=dev)
-        xs = torch.arange(tx * TILE_SIZE, min((tx + 1) * TILE_SIZE, width), device=dev)
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        pix = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1).to(dt) + 0.5
-        g = ids[lo:hi]
-        args = (pix, means2d[g], conics[g], opacities[g], colors[g])
-        if torch.is_grad_enabled() and any(a.requires_grad for a in args):
-            col, tfin = checkpoint(_composite_tile, *args, use_reentrant=False)
-        else:
-            col, tfin = _composite_tile(*args)
-        out_idx.append((yy * width + xx).reshape(-1))
-        out_col.append(col)
-        out_t.append(tfin)
     img = torch.zeros(height * width, n_ch, device=dev, dtype=dt)
     trans = torch.ones(height * width, device=dev, dtype=dt)
-    if out_idx:
-        idx = torch.cat(out_idx)
-        img = img.index_put((idx,), torch.cat(out_col))
-        trans = trans.index_put((idx,), torch.cat(out_t))
+    counts = offsets[1:] - offsets[:-1]
+    order = torch.argsort(counts, stable=True)
+    order = order[counts[order] > 0]
+    if len(order):
+        # A padding Gaussian (index n) with opacity 0 never contributes.
+        m2 = torch.cat([means2d, means2d.new_zeros(1, 2)])
+        con = torch.cat([conics, conics.new_zeros(1, 3)])
+        opa = torch.cat([opacities, opacities.new_zeros(1)])
+        col = torch.cat([colors, colors.new_zeros(1, n_ch)])
+        lane = torch.arange(TILE_SIZE * TILE_SIZE, device=dev)
+        cnt_sorted = counts[order].tolist()
+        idx_all, col_all, t_all = [], [], []
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and (stop + 1 - start) * 256 * cnt_sorted[stop] <= chunk_elements:
+                stop += 1
+            tiles = order[start:stop]
+            m = cnt_sorted[stop - 1]
+            pos = torch.arange(m, device=dev)
+            valid = pos[None, :] < counts[tiles][:, None]
+            gid = torch.where(valid, ids[(offsets[tiles][:, None] + pos).clamp_max(max(len(ids) - 1, 0))], n)
+            xs = (tiles % tw)[:, None] * TILE_SIZE + lane % TILE_SIZE  # [T, P]
+            ys = (tiles // tw)[:, None] * TILE_SIZE + lane // TILE_SIZE
+            args = (xs.to(dt) + 0.5, ys.to(dt) + 0.5, m2[gid], con[gid], opa[gid], col[gid])
+            if torch.is_grad_enabled() and any(x.requires_grad for x in args):
+                c_out, t_out = checkpoint(_composite_tiles, *args, use_reentrant=False)
+            else:
+                c_out, t_out = _composite_tiles(*args)
+            inside = (xs < width) & (ys < height)
+            idx_all.append((ys * width + xs)[inside])
+            col_all.append(c_out[inside])
+            t_all.append(t_out[inside])
+            start = stop
+        idx = torch.cat(idx_all)
+        img = img.index_put((idx,), torch.cat(col_all))
+        trans = trans.index_put((idx,), torch.cat(t_all))
     if background is not None:
         img = img + trans[:, None] * background
     return img.reshape(height, width, n_ch), (1 - trans).reshape(height, width, 1)
