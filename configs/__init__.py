@@ -69,7 +69,8 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
     """Shrink ``cfg`` to two cheap steps: tiny search, few Gaussians, no images logged."""
     return dataclasses.replace(
         cfg,
-        search=dataclasses.replace(cfg.search, population=4, generations=1, scan_points=512),
+        search=dataclasses.replace(cfg.search, population=4, generations=1, scan_points=512,
+                                   final_refine_steps=2),
         gaussians=dataclasses.replace(cfg.gaussians, num_init=300),
         optim=dataclasses.replace(cfg.optim, steps=2, program_start=0),
         loss=dataclasses.replace(cfg.loss, chamfer_samples=256),

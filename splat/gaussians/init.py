@@ -230,8 +230,10 @@ def surface_keys(geometry: Any, batch_index: int = 0) -> list[Any]:
     return _surface_keys(geometry, batch_index)[0]
 
 
-def canonical_surface_samples(keys: Sequence[Any], num: int, generator: torch.Generator) -> list[Tensor]:
-    """Per key, ``num`` area-weighted points [num, 3] on its canonical mesh (canonical area)."""
+def canonical_surface_samples(keys: Sequence[Any], num: int,
+                              generator: torch.Generator) -> list[tuple[Tensor, Tensor]]:
+    """Per key, ``num`` area-weighted points [num, 3] on its canonical mesh (canonical area) and their
+    unit face normals [num, 3] (float64)."""
     out = []
     for k in keys:
         from splat.geonodes import canonical_mesh
@@ -245,5 +247,7 @@ def canonical_surface_samples(keys: Sequence[Any], num: int, generator: torch.Ge
         r1 = torch.rand(num, generator=generator, dtype=torch.float64).sqrt()
         r2 = torch.rand(num, generator=generator, dtype=torch.float64)
         bary = torch.stack([1 - r1, r1 * (1 - r2), r1 * r2], dim=1)
-        out.append((bary[:, :, None] * tri[face]).sum(1))
+        nrm = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+        nrm = nrm / torch.linalg.vector_norm(nrm, dim=-1, keepdim=True).clamp_min(1e-30)
+        out.append(((bary[:, :, None] * tri[face]).sum(1), nrm[face]))
     return out

@@ -109,48 +109,51 @@ class ProceduralGaussians(nn.Module):
         skipped; a part whose key the model owns but that is inactive contributes nothing.
         """
         key_index = {k: i for i, k in enumerate(self.keys)}
-        members = [torch.nonzero(self.prim == i).squeeze(1) for i in range(len(self.keys))]
-        L_c = self.canonical_factor()
+        order = torch.argsort(self.prim, stable=True)
+        counts = torch.bincount(self.prim, minlength=len(self.keys)).tolist()
+        members = torch.split(order, counts)
         mu_c = self.params["means"]
-        sh = torch.cat([self.params["sh0"], self.params["shN"]], dim=1)
-        opac = torch.sigmoid(self.params["opacity_logits"])
         copy_count: dict[int, int] = {}
-        means, factors, shs, ops, src, part_ids = [], [], [], [], [], []
+        srcs, part_ids, copy_ids, local_ids, As, ts = [], [], [], [], [], []
         for p_idx, part in enumerate(geometry.parts):
             k = key_index.get(part.key)
             if k is None:
                 continue
             c = copy_count.get(k, 0)
             copy_count[k] = c + 1
-            if not bool(part.active[batch_index]):
+            if not bool(part.active[batch_index]) or counts[k] == 0:
                 continue
             idx = members[k]
-            if idx.numel() == 0:
-                continue
             M = part.transform[batch_index].to(mu_c.dtype)
-            A = M[:3, :3] @ part.shape_map[batch_index].to(mu_c.dtype)
-            means.append(mu_c[idx] @ A.T + M[:3, 3])
-            factors.append(A @ L_c[idx])
-            s = sh[idx]
-            if self.has_residuals:
-                res = self.params["residuals"][idx, min(c, self.params["residuals"].shape[1] - 1)]
-                s = torch.cat([s[:, :1] + res[:, None, :], s[:, 1:]], dim=1)
-            shs.append(s)
-            ops.append(opac[idx])
-            src.append(idx)
+            As.append(M[:3, :3] @ part.shape_map[batch_index].to(mu_c.dtype))
+            ts.append(M[:3, 3])
+            srcs.append(idx)
             part_ids.append(torch.full_like(idx, p_idx))
-        if not means:
+            copy_ids.append(torch.full_like(idx, c))
+            local_ids.append(torch.full_like(idx, len(As) - 1))
+        K = (self.sh_degree + 1) ** 2
+        if not srcs:
             z = mu_c.new_zeros
             e = torch.zeros(0, dtype=torch.long, device=mu_c.device)
-            return WorldGaussians(z(0, 3), z(0, 3, 3), z(0, 3, 3), z(0), z(0, sh.shape[1], 3), e, e)
-        F = torch.cat(factors)
+            return WorldGaussians(z(0, 3), z(0, 3, 3), z(0, 3, 3), z(0), z(0, K, 3), e, e)
+        src = torch.cat(srcs)
+        local = torch.cat(local_ids)
+        A = torch.stack(As)[local]  # [M, 3, 3]
+        t = torch.stack(ts)[local]  # [M, 3]
+        means = (A @ mu_c[src][:, :, None]).squeeze(-1) + t
+        F = A @ self.canonical_factor()[src]
+        sh = torch.cat([self.params["sh0"], self.params["shN"]], dim=1)[src]
+        if self.has_residuals:
+            res = self.params["residuals"]
+            cid = torch.cat(copy_ids).clamp_max(res.shape[1] - 1)
+            sh = torch.cat([sh[:, :1] + res[src, cid][:, None, :], sh[:, 1:]], dim=1)
         return WorldGaussians(
-            means=torch.cat(means),
+            means=means,
             covars=F @ F.transpose(-1, -2),
             factors=F,
-            opacities=torch.cat(ops),
-            sh=torch.cat(shs),
-            source=torch.cat(src),
+            opacities=torch.sigmoid(self.params["opacity_logits"])[src],
+            sh=sh,
+            source=src,
             part=torch.cat(part_ids),
         )
 

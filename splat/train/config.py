@@ -36,6 +36,8 @@ class SearchConfig:
     """GA generations (the search may stop earlier on stagnation)."""
     scan_points: int = 20000
     """Points kept from the fused depth scan (uniform subsample) for the search and the Chamfer loss."""
+    final_refine_steps: int = 80
+    """Adam steps of the search's final refinement of the winner's continuous genes."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ def validate_config(cfg: TrainConfig, *, file: str | os.PathLike | None = None) 
     _check(s.population >= 2, "search.population", f"must be >= 2, got {s.population}", f)
     _check(s.generations >= 1, "search.generations", f"must be >= 1, got {s.generations}", f)
     _check(s.scan_points >= 16, "search.scan_points", f"must be >= 16, got {s.scan_points}", f)
+    _check(s.final_refine_steps >= 0, "search.final_refine_steps", f"must be >= 0, got {s.final_refine_steps}", f)
     g = cfg.gaussians
     _check(g.num_init >= 1, "gaussians.num_init", f"must be >= 1, got {g.num_init}", f)
     _check(0 <= g.sh_degree <= 3, "gaussians.sh_degree", f"must be in [0, 3], got {g.sh_degree}", f)

@@ -1,0 +1,91 @@
+"""What the training stages may see: the train frames only (the held-out test views are read only by
+the evaluation stage, see :mod:`splat.train.evaluate`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from splat.errors import SplatError
+
+
+@dataclass(frozen=True, eq=False)
+class TrainData:
+    """Train frames of a scene as tensors, plus the fused depth scan of those frames.
+
+    Convention: see docs/conventions.md (OpenCV viewmats, pixel centres at +0.5, z-depth metres).
+    """
+
+    images: Tensor  # [V, H, W, 3] float32 in [0, 1]
+    masks: Tensor | None  # [V, H, W] bool, None when the scene has no masks
+    depths: Tensor | None  # [V, H, W] float32 metres (0 = missing), None when the scene has no depth
+    viewmats: Tensor  # [V, 4, 4] world->camera
+    Ks: Tensor  # [V, 3, 3]
+    scan: Tensor  # [P, 3] float32 world points fused from the train depth maps
+    background: Tensor  # [3] float32 render background (the colour the images were composited over)
+    width: int
+    height: int
+
+    @property
+    def num_views(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def extent(self) -> float:
+        """Diagonal of the scan's bounding box (metres), the scale of the scene (1.0 without a scan)."""
+        if self.scan.shape[0] == 0:
+            return 1.0
+        return float(torch.linalg.vector_norm(self.scan.amax(0) - self.scan.amin(0)).clamp_min(1e-6))
+
+
+def scene_background(scene: Any, override: tuple[float, float, float] | None) -> tuple[float, float, float]:
+    """The render background: ``override``, else the scene's ``background`` (transforms.json top level or
+    ``manifest.render.background``), else black."""
+    if override is not None:
+        return tuple(float(c) for c in override)
+    bg = scene.extras.get("background")
+    if bg is None:
+        bg = ((scene.extras.get("manifest") or {}).get("render") or {}).get("background")
+    if bg is None:
+        return (0.0, 0.0, 0.0)
+    if (not isinstance(bg, (list, tuple)) or len(bg) != 3
+            or not all(isinstance(c, (int, float)) and 0.0 <= c <= 1.0 for c in bg)):
+        raise SplatError(f"must be three numbers in [0, 1], got {bg!r}", file=scene.root / "transforms.json",
+                         field="background")
+    return tuple(float(c) for c in bg)
+
+
+def train_data(scene: Any, *, max_scan_points: int, generator: torch.Generator,
+               background: tuple[float, float, float] | None = None, device: str = "cpu") -> TrainData:
+    """Gather the train frames of ``scene`` (never its test frames) and fuse their depth into a scan."""
+    from splat.data import fuse_depth
+
+    idx = list(scene.split["train"])
+    if not idx:
+        raise SplatError("the scene has no train frames", file=scene.root / "transforms.json", field="split.train")
+    has_mask = any(scene.masks[i] is not None for i in idx)
+    has_depth = any(scene.depths[i] is not None for i in idx)
+    if not has_depth:
+        raise SplatError("the train frames have no depth maps: the structure search needs a depth scan",
+                         file=scene.root / "transforms.json", field="frames[].depth_file_path")
+    scan = fuse_depth(scene, idx, use_masks=True)
+    if scan.shape[0] < 16:
+        raise SplatError(f"the fused depth scan has only {scan.shape[0]} points", file=scene.root, field="depth")
+    if scan.shape[0] > max_scan_points:
+        keep = torch.randperm(scan.shape[0], generator=generator)[:max_scan_points]
+        scan = scan[keep.sort().values]
+    h, w = scene.cameras[idx[0]].height, scene.cameras[idx[0]].width
+    return TrainData(
+        images=scene.images_tensor(idx, device=device),
+        masks=scene.masks_tensor(idx, device=device) if has_mask else None,
+        depths=scene.depths_tensor(idx, device=device) if has_depth else None,
+        viewmats=scene.viewmats_tensor(idx, device=device),
+        Ks=scene.Ks_tensor(idx, device=device),
+        scan=scan.to(device),
+        background=torch.tensor(scene_background(scene, background), dtype=torch.float32, device=device),
+        width=int(w),
+        height=int(h),
+    )

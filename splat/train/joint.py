@@ -1,0 +1,231 @@
+"""Stage (b): joint training of the procedural Gaussians and the program's continuous parameters.
+
+One training view per step (drawn from the run's ``torch.Generator``); the loss is the photometric
+L1 + D-SSIM, alpha-vs-mask, expected depth vs the depth map, Chamfer between the program's surface
+samples and the scan, and the surface/scale regularisers (see :mod:`splat.train.losses`). Adam per
+Gaussian attribute (one optimizer per parameter, so densification resizes them in one place), one for
+the program's normalised float parameters and one for the placement; every learning rate decays
+exponentially to ``lr_final_ratio`` of itself, and the program/placement ones are 0 before
+``program_start``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from splat.gaussians import Densifier, DensifySettings, ProceduralGaussians, canonical_surface_samples
+from splat.ops import sample_surface
+from splat.render import RasterSettings, rasterize
+from splat.train.config import TrainConfig
+from splat.train.data import TrainData
+from splat.train.losses import (
+    SurfaceRegulariser,
+    chamfer_loss,
+    depth_loss,
+    mask_loss,
+    photometric_loss,
+    scale_loss,
+)
+from splat.train.program_fit import ProgramFit
+
+
+@dataclass
+class StepStats:
+    """Scalars of one step (for logs and the progress bar)."""
+
+    loss: float
+    l1: float
+    photo: float
+    mask: float
+    depth: float
+    chamfer: float
+    surface: float
+    scale: float
+    num_gaussians: int
+
+
+def gaussian_lrs(cfg: TrainConfig) -> dict[str, float]:
+    o = cfg.optim
+    return {"means": o.lr_means, "quats": o.lr_quats, "log_scales": o.lr_scales,
+            "opacity_logits": o.lr_opacities, "sh0": o.lr_colors, "shN": o.lr_colors / 20.0,
+            "residuals": o.lr_residuals}
+
+
+def make_optimizers(cfg: TrainConfig, gaussians: ProceduralGaussians, fit: ProgramFit) -> dict[str, torch.optim.Adam]:
+    lrs = gaussian_lrs(cfg)
+    opts = {name: torch.optim.Adam([p], lr=lrs[name], eps=1e-15) for name, p in gaussians.params.items()}
+    opts["program"] = torch.optim.Adam(fit.program_parameters(), lr=cfg.optim.lr_program)
+    opts["placement"] = torch.optim.Adam(fit.placement_parameters(), lr=cfg.optim.lr_placement)
+    return opts
+
+
+def base_lr(cfg: TrainConfig, name: str) -> float:
+    if name == "program":
+        return cfg.optim.lr_program
+    if name == "placement":
+        return cfg.optim.lr_placement
+    return gaussian_lrs(cfg)[name]
+
+
+def set_learning_rates(cfg: TrainConfig, opts: dict[str, torch.optim.Optimizer], step: int) -> None:
+    """Exponential decay to lr_final_ratio at the last step; program/placement frozen before program_start."""
+    frac = step / max(cfg.optim.steps - 1, 1)
+    decay = cfg.optim.lr_final_ratio ** frac
+    for name, opt in opts.items():
+        lr = base_lr(cfg, name) * decay
+        if name in ("program", "placement") and step < cfg.optim.program_start:
+            lr = 0.0
+        for g in opt.param_groups:
+            g["lr"] = lr
+
+
+class JointTrainer:
+    """Holds the joint stage's state (explicit, checkpointable) and runs its steps.
+
+    Args:
+        cfg: the run's config.
+        data: train frames only.
+        fit: program parameters and placement.
+        gaussians: the procedural Gaussians.
+        generator: the run's CPU generator (view order, Chamfer samples, splits).
+    """
+
+    def __init__(self, cfg: TrainConfig, data: TrainData, fit: ProgramFit, gaussians: ProceduralGaussians,
+                 generator: torch.Generator):
+        self.cfg, self.data, self.fit, self.gaussians, self.generator = cfg, data, fit, gaussians, generator
+        self.opts = make_optimizers(cfg, gaussians, fit)
+        d = cfg.densify
+        self.densifier = Densifier(DensifySettings(d.grad_threshold, d.split_scale, d.prune_opacity,
+                                                   d.max_gaussians), len(gaussians))
+        self.raster = RasterSettings(render_mode="RGB+ED", backend=cfg.backend)
+        samples = canonical_surface_samples(gaussians.keys, 4096, torch.Generator().manual_seed(cfg.seed))
+        self.surface_reg = SurfaceRegulariser(samples)
+        self.extent = data.extent
+        self.step = 0
+
+    # --- checkpoint state ------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "gaussians": self.gaussians.state(),
+            "fit": self.fit.state(),
+            "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
+            "densifier": self.densifier.state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        g = state["gaussians"]
+        self.gaussians.set_params({k: torch.nn.Parameter(v.clone()) for k, v in g["params"].items()}, g["prim"].clone())
+        self.fit.load_state(state["fit"])
+        self.opts = make_optimizers(self.cfg, self.gaussians, self.fit)
+        for k, o in self.opts.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.densifier.load_state(state["densifier"])
+        self.step = int(state["step"])
+
+    # --- one step ----------------------------------------------------------------------------------
+
+    def render(self, viewmat: torch.Tensor, K: torch.Tensor, geometry: Any | None = None):
+        """Render one camera: (RasterResult, WorldGaussians)."""
+        geo = self.fit.geometry() if geometry is None else geometry
+        world = self.gaussians.pushforward(geo)
+        res = rasterize(world.means, world.opacities, world.sh, viewmat[None], K[None], self.data.width,
+                        self.data.height, covars=world.covars, sh_degree=self.gaussians.sh_degree,
+                        backgrounds=self.data.background.to(world.means.dtype), settings=self.raster)
+        return res, world
+
+    def train_step(self) -> tuple[StepStats, torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns the stats and the (render, target) pair of the view used."""
+        cfg, data, step = self.cfg, self.data, self.step
+        set_learning_rates(cfg, self.opts, step)
+        v = int(torch.randint(data.num_views, (1,), generator=self.generator))
+        geo = self.fit.geometry()
+        res, world = self.render(data.viewmats[v], data.Ks[v], geo)
+        res.means2d.retain_grad()
+        rgb, ed, alpha = res.colors[0, ..., :3], res.colors[0, ..., 3], res.alphas[0, ..., 0]
+        target = data.images[v]
+        mask = data.masks[v] if data.masks is not None else None
+        photo, l1 = photometric_loss(rgb, target, cfg.loss.ssim)
+        loss = photo
+        zero = photo.new_zeros(())
+        l_mask = mask_loss(alpha, mask) if (mask is not None and cfg.loss.mask > 0) else zero
+        l_depth = depth_loss(ed, data.depths[v], mask) if (data.depths is not None and cfg.loss.depth > 0) else zero
+        loss = loss + cfg.loss.mask * l_mask + cfg.loss.depth * l_depth / self.extent
+        l_cham = zero
+        if cfg.loss.chamfer > 0 and step >= cfg.optim.program_start and data.scan.shape[0] > 0:
+            rm = geo.realize()
+            s = sample_surface(rm.verts, rm.faces, cfg.loss.chamfer_samples, self.generator,
+                               face_active=rm.face_active)
+            l_cham = chamfer_loss(s.points[0], data.scan, self.extent)
+            loss = loss + cfg.loss.chamfer * l_cham
+        l_surf = zero
+        if cfg.loss.surface > 0:
+            maps = self._linear_maps(geo)
+            l_surf = self.surface_reg(self.gaussians.params["means"], self.gaussians.prim, maps, self.extent)
+            loss = loss + cfg.loss.surface * l_surf
+        l_scale = scale_loss(world.factors, cfg.loss.max_scale) if cfg.loss.scale > 0 else zero
+        loss = loss + cfg.loss.scale * l_scale
+
+        for o in self.opts.values():
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        for o in self.opts.values():
+            o.step()
+        self.fit.clamp_()
+
+        d = cfg.densify
+        if d.enabled and step < d.stop and res.means2d.grad is not None:
+            self.densifier.accumulate(res.means2d.grad[0], res.radii[0], world.source, data.width, data.height)
+            if step >= d.start and (step + 1 - d.start) % d.every == 0:
+                self._densify(world)
+        self.step += 1
+        f = [float(x.detach()) for x in (loss, l1, photo, l_mask, l_depth, l_cham, l_surf, l_scale)]
+        stats = StepStats(*f, num_gaussians=len(self.gaussians))
+        return stats, rgb.detach(), target
+
+    def _linear_maps(self, geo: Any) -> list[torch.Tensor | None]:
+        """Per key, the first active copy's ``A = M S`` (detached)."""
+        out: list[torch.Tensor | None] = [None] * len(self.gaussians.keys)
+        index = {k: i for i, k in enumerate(self.gaussians.keys)}
+        for part in geo.parts:
+            i = index.get(part.key)
+            if i is None or out[i] is not None or not bool(part.active[0]):
+                continue
+            out[i] = (part.transform[0, :3, :3] @ part.shape_map[0]).detach()
+        return out
+
+    @torch.no_grad()
+    def _densify(self, world: Any) -> None:
+        n = len(self.gaussians)
+        lengths = torch.linalg.vector_norm(world.factors.detach(), dim=-2).amax(-1)
+        scale = torch.zeros(n, dtype=lengths.dtype).scatter_reduce(0, world.source, lengths, "amax", include_self=True)
+        self.densifier.step(self.gaussians, self.opts, scale, self.generator)
+
+    def run(self, *, on_step: Callable[["JointTrainer", StepStats], None] | None = None,
+            logger: Any = None, checkpoint: Callable[[], None] | None = None) -> StepStats | None:
+        """Train from ``self.step`` to ``cfg.optim.steps``; log, checkpoint and call ``on_step`` after each step."""
+        cfg = self.cfg
+        stats = None
+        while self.step < cfg.optim.steps:
+            stats, render, target = self.train_step()
+            if not math.isfinite(stats.loss):
+                raise FloatingPointError(f"loss became {stats.loss} at step {self.step}")
+            s = self.step
+            if logger is not None:
+                if s % cfg.log.every == 0 or s == cfg.optim.steps:
+                    logger.scalars(s, {k: v for k, v in vars(stats).items()})
+                    logger.scalars(s, {n: v for n, v in self.fit.assignment().items()
+                                       if n in self.fit.float_names}, prefix="params")
+                if cfg.log.image_every and (s % cfg.log.image_every == 0 or s == cfg.optim.steps):
+                    logger.image_pair(s, render, target)
+                logger.advance(stats.loss, n_gauss=stats.num_gaussians)
+            if checkpoint is not None and cfg.log.checkpoint_every and s % cfg.log.checkpoint_every == 0:
+                checkpoint()
+            if on_step is not None:
+                on_step(self, stats)
+        return stats

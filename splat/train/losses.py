@@ -1,0 +1,93 @@
+"""Losses of the joint stage: photometric, mask, expected depth, Chamfer to the scan, regularisers.
+
+Convention: images are channels-last ``[H, W, C]`` floats in [0, 1] (the rasterizer's layout), masks
+bool ``[H, W]``, depths z-depth in metres with 0 = missing. Every function returns a 0-d tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from torch import Tensor
+
+from splat.metrics import ssim
+from splat.ops import ChamferSettings, chamfer_distance
+
+
+def photometric_loss(render: Tensor, target: Tensor, ssim_weight: float) -> tuple[Tensor, Tensor]:
+    """3DGS photometric loss ``(1 - w) L1 + w (1 - SSIM)`` on ``[H, W, 3]`` images; returns (loss, l1)."""
+    l1 = (render - target).abs().mean()
+    if ssim_weight <= 0:
+        return l1, l1
+    d_ssim = 1.0 - ssim(render, target, padding="same")
+    return (1.0 - ssim_weight) * l1 + ssim_weight * d_ssim, l1
+
+
+def mask_loss(alpha: Tensor, mask: Tensor) -> Tensor:
+    """L1 between accumulated opacity ``[H, W]`` and the object mask ``[H, W]``."""
+    return (alpha - mask.to(alpha.dtype)).abs().mean()
+
+
+def depth_loss(expected_depth: Tensor, depth: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean |ED - depth| (metres) over pixels with a depth reading (inside the mask when given)."""
+    valid = depth > 0
+    if mask is not None:
+        valid = valid & mask
+    if not bool(valid.any()):
+        return expected_depth.sum() * 0.0
+    return (expected_depth[valid] - depth[valid]).abs().mean()
+
+
+def chamfer_loss(surface: Tensor, scan: Tensor, extent: float) -> Tensor:
+    """Two-sided squared Chamfer between program surface samples ``[S, 3]`` and the scan ``[P, 3]``,
+    divided by ``extent^2`` so it is scale-free."""
+    res = chamfer_distance(surface[None], scan[None].to(surface.dtype), settings=ChamferSettings(squared=True))
+    return res.loss[0] / (extent**2)
+
+
+def scale_loss(world_factors: Tensor, max_scale: float) -> Tensor:
+    """Mean squared excess of world axis lengths (columns of ``factors [M, 3, 3]``) over ``max_scale``."""
+    if world_factors.shape[0] == 0:
+        return world_factors.sum() * 0.0
+    lengths = torch.linalg.vector_norm(world_factors, dim=-2)
+    return (torch.relu(lengths - max_scale) / max_scale).square().mean()
+
+
+class SurfaceRegulariser:
+    """Keeps canonical Gaussians near their primitive's surface, measured in world units.
+
+    For each primitive key, fixed canonical surface samples with normals; a Gaussian's residual is the
+    point-to-plane distance ``n_w . A (mu_c - p)`` to its nearest sample ``p`` (``A`` the first copy's
+    linear map, detached; ``n_w`` the sample's normal mapped by ``A^-T``), nearest found by a KD-tree in
+    the world-scaled canonical coordinates. The loss is the mean squared residual divided by ``extent^2``.
+    """
+
+    def __init__(self, samples: Sequence[tuple[Tensor, Tensor]]):
+        self.samples = [(p.to(torch.float64), n.to(torch.float64)) for p, n in samples]
+
+    def __call__(self, means_c: Tensor, prim: Tensor, linear_maps: Sequence[Tensor | None], extent: float) -> Tensor:
+        total = means_c.sum() * 0.0
+        n = 0
+        for k, (pts, nrm) in enumerate(self.samples):
+            A = linear_maps[k]
+            if A is None:
+                continue
+            idx = torch.nonzero(prim == k).squeeze(1)
+            if idx.numel() == 0:
+                continue
+            A = A.detach().to(means_c.dtype)
+            mu = means_c[idx]
+            with torch.no_grad():
+                Ad = A.double().numpy()
+                tree = cKDTree(pts.numpy() @ Ad.T)
+                _, j = tree.query(mu.detach().double().numpy() @ Ad.T, k=1, workers=-1)
+                j = torch.as_tensor(np.asarray(j), dtype=torch.long)
+                n_w = nrm[j] @ torch.linalg.inv(A.double() + 1e-12 * torch.eye(3, dtype=torch.float64))
+                n_w = (n_w / torch.linalg.vector_norm(n_w, dim=-1, keepdim=True).clamp_min(1e-30)).to(mu.dtype)
+            r = (((mu - pts[j].to(mu.dtype)) @ A.T) * n_w).sum(-1)
+            total = total + r.square().sum()
+            n += idx.numel()
+        return total / max(n, 1) / (extent**2)

@@ -1,0 +1,167 @@
+"""The trainer: (a) structure search, (b) joint training, (c) evaluation, with checkpoints and resume.
+
+``train(cfg)`` runs the stages in order inside the run folder (:mod:`splat.train.rundir`). A checkpoint
+(``checkpoints/latest.pt``) is written after the search and every ``log.checkpoint_every`` joint steps;
+it holds the stage, the step, all parameters, optimizer and densifier states and the generator state,
+so ``--resume`` continues a killed run where its last checkpoint left it and ends where an
+uninterrupted run ends (up to floating-point noise of multi-threaded kernels). Stages (a) and (b) only
+ever see :class:`splat.train.data.TrainData` (train frames); the held-out views are read by stage (c).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from splat.errors import SplatError
+from splat.gaussians import InitSettings, ProceduralGaussians, TrainViews, init_gaussians, surface_keys
+from splat.io import write_json_atomic
+from splat.train.checkpoint import load_checkpoint, save_checkpoint
+from splat.train.config import TrainConfig, load_config, save_config, validate_config
+from splat.train.data import TrainData, train_data
+from splat.train.joint import JointTrainer, StepStats
+from splat.train.program_fit import ProgramFit
+from splat.train.rundir import RunDir, resolve_run_dir
+from splat.train.search_stage import SearchOutcome, search_stage
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: RunDir
+    metrics: dict[str, Any]
+    seconds: float  # wall time of this invocation
+
+
+def resolve_scene_dir(scene: str, scenes_root: Path | None = None) -> Path:
+    """A scene folder from a path, or ``assets/scenes/<name>`` for a registered name."""
+    p = Path(scene)
+    if p.is_dir():
+        return p
+    root = scenes_root if scenes_root is not None else Path(__file__).resolve().parents[2] / "assets" / "scenes"
+    cand = root / scene
+    if cand.is_dir():
+        return cand
+    raise SplatError("no such scene folder (nor a shipped scene of that name)", file=p, field="scene")
+
+
+def load_program_for(cfg: TrainConfig, scene: Any) -> Any:
+    from splat.program import load_program
+
+    name = cfg.program or scene.program
+    if not name:
+        raise SplatError("the scene names no shape program; pass --program NAME_OR_PATH",
+                         file=scene.root / "transforms.json", field="program")
+    local = scene.root / name
+    return load_program(local if (not cfg.program and local.is_file()) else name)
+
+
+def _load_scene(root: Path) -> Any:
+    from splat.data import load_scene
+
+    return load_scene(root)
+
+
+def _rng_state(g: torch.Generator) -> torch.Tensor:
+    return g.get_state().clone()
+
+
+def train(cfg: TrainConfig, *, on_step: Callable[[JointTrainer, StepStats], None] | None = None) -> TrainResult:
+    """Run (or, with ``cfg.resume``, continue) a training run; returns its folder and final metrics."""
+    t0 = time.perf_counter()
+    validate_config(cfg)
+    rd = resolve_run_dir(cfg.output_dir, cfg.scene, cfg.run, resume=cfg.resume)
+    ckpt = None
+    if cfg.resume:
+        saved = load_config(rd.config)
+        cfg = dataclasses.replace(saved, resume=True, run=rd.root.name, output_dir=cfg.output_dir)
+        ckpt = load_checkpoint(rd.checkpoints)
+    rd.create()
+    save_config(rd.config, dataclasses.replace(cfg, resume=False, run=rd.root.name))
+    threads_before = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, rd, ckpt, on_step, t0)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
+           on_step: Callable[[JointTrainer, StepStats], None] | None, t0: float) -> TrainResult:
+
+    scene = _load_scene(resolve_scene_dir(cfg.scene))
+    program = load_program_for(cfg, scene)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    data = train_data(scene, max_scan_points=cfg.search.scan_points, generator=generator,
+                      background=cfg.background, device=cfg.device)
+
+    # (a) structure search (restored from the checkpoint when it is past it)
+    if ckpt is not None:
+        generator.set_state(ckpt["rng"])
+        outcome = SearchOutcome(dict(ckpt["search"]["assignment"]), ckpt["search"]["placement"].double(),
+                                dict(ckpt["search"].get("info", {})))
+    else:
+        outcome = search_stage(program, data, cfg, generator)
+
+    fit = ProgramFit(program, outcome.assignment, outcome.placement)
+    geo = fit.geometry()
+    if ckpt is not None and ckpt.get("joint") is not None:
+        gaussians = ProceduralGaussians.from_state(ckpt["joint"]["gaussians"], surface_keys(geo))
+    else:
+        views = TrainViews(data.images, data.viewmats, data.Ks, data.depths, data.masks)
+        g = cfg.gaussians
+        settings = InitSettings(num_init=g.num_init, sh_degree=g.sh_degree, flatness=g.flatness,
+                                init_opacity=g.init_opacity, color_mode=g.init_color,
+                                constant_color=g.constant_color, per_copy_residuals=g.per_copy_residuals)
+        gaussians = init_gaussians(geo, settings, generator, views)
+    trainer = JointTrainer(cfg, data, fit, gaussians, generator)
+    if ckpt is not None and ckpt.get("joint") is not None:
+        trainer.load_state(ckpt["joint"])
+        generator.set_state(ckpt["rng"])
+
+    def checkpoint() -> None:
+        save_checkpoint(rd.checkpoints, {
+            "stage": "joint" if trainer.step < cfg.optim.steps else "done",
+            "step": trainer.step,
+            "search": {"assignment": outcome.assignment, "placement": outcome.placement.clone(),
+                       "info": outcome.info},
+            "joint": trainer.state(),
+            "rng": _rng_state(generator),
+        })
+
+    if ckpt is None:
+        checkpoint()  # the search result survives a kill during the joint stage
+
+    # (b) joint training
+    from splat.train.logger import TrainLogger
+
+    logger = TrainLogger(rd.tb, total=cfg.optim.steps, initial=trainer.step, progress=cfg.log.progress)
+    try:
+        if outcome.info:
+            logger.scalars(0, {k: v for k, v in outcome.info.items() if isinstance(v, (int, float))}, prefix="search")
+        trainer.run(on_step=on_step, logger=logger, checkpoint=checkpoint)
+        checkpoint()
+        # (c) evaluation on the held-out views, then the editable assets
+        from splat.export.asset import write_assets
+        from splat.train.evaluate import evaluate
+
+        metrics = evaluate(trainer, scene, cfg, rd.renders if cfg.eval.save_renders else None)
+        metrics["search"] = outcome.info
+        metrics["seconds_this_invocation"] = time.perf_counter() - t0
+        write_assets(rd.assets, program, fit.assignment(), gaussians, fit.placement().detach())
+        write_json_atomic(rd.metrics, metrics)
+        flat = {}
+        if "psnr" in metrics["test"]:
+            flat["psnr"], flat["ssim"] = metrics["test"]["psnr"], metrics["test"]["ssim"]
+        flat["chamfer_l2_scan"] = metrics["geometry_vs_scan"]["chamfer_l2"]
+        logger.scalars(trainer.step, flat, prefix="eval")
+    finally:
+        logger.close()
+    return TrainResult(rd, metrics, time.perf_counter() - t0)
