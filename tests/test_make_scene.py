@@ -290,3 +290,18 @@ def test_cli_user_error_exit_code(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "does not exist" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_part_frame_follows_the_long_axis():
+    from scipy.spatial.transform import Rotation
+
+    from splat.blender.make_scene import part_frame
+
+    box = np.array([[x, y, z] for x in (-0.3, 0.3) for y in (-0.05, 0.05) for z in (-0.01, 0.01)])
+    rot = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()
+    verts = box @ rot.T + np.array([1.0, 2.0, 3.0])
+    f = part_frame(verts)
+    np.testing.assert_allclose(f[:3, 3], [1.0, 2.0, 3.0], atol=1e-12)
+    np.testing.assert_allclose(f[:3, :3].T @ f[:3, :3], np.eye(3), atol=1e-12)
+    assert np.linalg.det(f[:3, :3]) > 0
+    np.testing.assert_allclose(np.abs(f[:3, :3].T @ rot), np.eye(3), atol=1e-9)  # x long, y wide, z thin

@@ -197,25 +197,47 @@ def _reset(bpy) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
-def _add_object_mesh(bpy, mesh: ObjectMesh, materials: list[PartMaterial]):
-    me = bpy.data.meshes.new("object")
-    me.from_pydata(mesh.verts.tolist(), [], mesh.faces.tolist())
-    me.validate(clean_customdata=False)
-    unique: list[PartMaterial] = []
-    slot_of_part = []
-    for m in materials:
-        if m not in unique:
-            unique.append(m)
-        slot_of_part.append(unique.index(m))
-    for i, m in enumerate(unique):
-        me.materials.append(build_material(bpy, m, f"{m.kind}_{m.name}_{i}"))
-    slots = np.asarray(slot_of_part, dtype=np.int64)[mesh.face_part] if len(slot_of_part) else np.zeros(
-        len(mesh.faces), dtype=np.int64)
-    me.polygons.foreach_set("material_index", slots.astype(np.int32))
-    me.update()
-    obj = bpy.data.objects.new("object", me)
-    bpy.context.scene.collection.objects.link(obj)
-    return obj
+def part_frame(verts: np.ndarray) -> np.ndarray:
+    """[4, 4] rigid frame of a part's vertices [V, 3]: origin at their centroid, axes = principal axes
+    sorted by decreasing extent (x = longest, z = thinnest), right-handed.
+
+    Procedural textures use object coordinates, so giving each part this frame makes wood grain run
+    along every board's and leg's long axis, whatever its orientation in the world.
+    """
+    centre = verts.mean(axis=0)
+    d = verts - centre
+    _, _, vt = np.linalg.svd(d, full_matrices=False) if len(d) >= 3 else (None, None, np.eye(3))
+    axes = np.eye(3) if vt.shape != (3, 3) else vt  # rows, by decreasing singular value
+    if np.linalg.det(axes) < 0:
+        axes[2] = -axes[2]
+    frame = np.eye(4)
+    frame[:3, :3] = axes.T
+    frame[:3, 3] = centre
+    return frame
+
+
+def _add_object_mesh(bpy, mesh: ObjectMesh, materials: list[PartMaterial]) -> None:
+    """One Blender object per part (in its :func:`part_frame`), one material per distinct finish."""
+    import mathutils
+
+    built: dict[PartMaterial, object] = {}
+    for part, mat in enumerate(materials):
+        sel = np.nonzero(mesh.face_part == part)[0]
+        if len(sel) == 0:
+            continue
+        used, local_faces = np.unique(mesh.faces[sel], return_inverse=True)
+        frame = part_frame(mesh.verts[used])
+        local = (mesh.verts[used] - frame[:3, 3]) @ frame[:3, :3]
+        me = bpy.data.meshes.new(f"part_{part}")
+        me.from_pydata(local.tolist(), [], local_faces.reshape(-1, 3).tolist())
+        me.validate(clean_customdata=False)
+        if mat not in built:
+            built[mat] = build_material(bpy, mat, f"{mat.kind}_{mat.name}_{len(built)}")
+        me.materials.append(built[mat])
+        me.update()
+        obj = bpy.data.objects.new(f"part_{part}", me)
+        obj.matrix_world = mathutils.Matrix(frame.tolist())
+        bpy.context.scene.collection.objects.link(obj)
 
 
 def _import_mesh_file(bpy, path: Path) -> tuple[ObjectMesh, np.ndarray]:

@@ -61,7 +61,7 @@ def _make(kind: str, rng: np.random.Generator) -> PartMaterial:
     if kind == "wood":
         name = str(rng.choice(sorted(_WOOD)))
         dark, light = _WOOD[name]
-        return PartMaterial("wood", name, dark, light, float(rng.uniform(8.0, 14.0)))
+        return PartMaterial("wood", name, dark, light, float(rng.uniform(3.0, 5.0)))
     table = _FABRIC if kind == "fabric" else _PAINT
     name = str(rng.choice(sorted(table)))
     c = np.asarray(table[name])
@@ -125,16 +125,17 @@ def build_material(bpy, mat: PartMaterial, name: str):
     ramp.color_ramp.elements[1].color = (*mat.color2, 1.0)
     links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
     if mat.kind == "wood":
-        # Grain: bands along object X (period 1/texture_scale across), the noise wobble stretched 5x
-        # along X so it reads as long fibres.
+        # Grain: bands along object X (the part's long axis, see make_scene.part_frame; period
+        # 1/texture_scale across), the noise wobble stretched 5x along X so it reads as long fibres.
         mapping.inputs["Scale"].default_value = (0.2 * mat.texture_scale, mat.texture_scale, mat.texture_scale)
         wave = nodes.new("ShaderNodeTexWave")
         wave.wave_type = "BANDS"
         wave.bands_direction = "Y"
         wave.inputs["Scale"].default_value = 1.0
-        wave.inputs["Distortion"].default_value = 5.0
-        wave.inputs["Detail"].default_value = 3.0
-        wave.inputs["Detail Scale"].default_value = 1.0
+        wave.inputs["Distortion"].default_value = 10.0
+        wave.inputs["Detail"].default_value = 4.0
+        wave.inputs["Detail Scale"].default_value = 3.0
+        ramp.color_ramp.elements[1].position = 0.45  # thin dark lines on a lighter ground
         links.new(mapping.outputs["Vector"], wave.inputs["Vector"])
         links.new(wave.outputs["Fac"], ramp.inputs["Fac"])
         bsdf.inputs["Roughness"].default_value = 0.55
