@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from export_helpers import make_run, stool_program
 
 from splat.data import Camera, write_scene
@@ -160,6 +161,10 @@ def test_bad_options_are_clear_errors(run_dir, tmp_path):
     assert e.value.field == "--frames"
     with pytest.raises(SplatError, match="no such run folder"):
         main([str(tmp_path / "missing")])
+    if not torch.cuda.is_available():
+        with pytest.raises(SplatError) as e:
+            main([str(run_dir), "--device", "cuda"])
+        assert e.value.field == "--device"
 
 
 def test_cli_prints_one_line_and_exits_2(run_dir, repo_root):

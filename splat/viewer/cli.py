@@ -104,6 +104,9 @@ def _check(cfg: RenderConfig) -> None:
         raise SplatError(f"must be in (0, 180) degrees, got {cfg.fov}", field="--fov")
     if not cfg.modes:
         raise SplatError("give at least one of rgb, depth, alpha", field="--modes")
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise SplatError(f"{cfg.device!r} asked for but no CUDA device is available; use --device cpu",
+                         field="--device")
     if cfg.background is not None and not all(0 <= c <= 1 for c in cfg.background):
         raise SplatError(f"must be RGB in [0, 1], got {cfg.background}", field="--background")
 
