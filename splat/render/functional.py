@@ -230,7 +230,9 @@ def _check_psd(covars: Tensor) -> None:
         m01 = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] * c[:, 1, 0]
         m02 = c[:, 0, 0] * c[:, 2, 2] - c[:, 0, 2] * c[:, 2, 0]
         m12 = c[:, 1, 1] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 1]
-        det = torch.linalg.det(c)
+        det = (c[:, 0, 0] * (c[:, 1, 1] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 1])
+               - c[:, 0, 1] * (c[:, 1, 0] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 0])
+               + c[:, 0, 2] * (c[:, 1, 0] * c[:, 2, 1] - c[:, 1, 1] * c[:, 2, 0]))
         bad = asym | (d < -tol * scale[:, None]).any(-1)
         bad |= (torch.stack([m01, m02, m12], -1) < -tol * scale[:, None] ** 2).any(-1)
         bad |= det < -tol * scale**3
