@@ -1,7 +1,7 @@
 """render.py / splat.viewer.cli and splat.viewer.edits: orbit videos, views from camera files, held-out
 views beside their targets, parameter edits (local effect), sweeps, and clear errors for bad edits.
 
-Budget: < 25 s (tiny images; one subprocess for the CLI convention).
+Budget: < 30 s (tiny images; one subprocess for the CLI convention; one 2-step smoke training run).
 """
 
 from __future__ import annotations
@@ -173,3 +173,26 @@ def test_cli_prints_one_line_and_exits_2(run_dir, repo_root):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --set: 'Seat Height' = 5 is out of range")
+
+
+def test_a_run_made_by_the_trainer_renders_and_exports(tmp_path):
+    """Integration: train 2 smoke steps on the trainer's tiny synthetic scene, then render its held-out
+    views (found through config.json), edit it, and export it."""
+    import json
+
+    import configs
+    from train_fixtures import make_stool_scene
+
+    from splat.export.run import ExportConfig, export
+    from splat.train import TrainConfig, train
+
+    scene = make_stool_scene(tmp_path / "scene", n_train=3, n_test=2, size=32, num_gaussians=600).parent
+    cfg = configs.smoke(TrainConfig(scene=str(scene), output_dir=tmp_path / "out", run="r", threads=1))
+    run = train(cfg).run_dir.root
+    res = render(RenderConfig(run=run, orbit=False, set=("Height=0.5",), modes=("rgb",)))
+    test_names = sorted(json.loads((scene / "transforms.json").read_text())["split"]["test"])
+    assert sorted(p.name for p in res.files) == [f"{n}_edited.png" for n in test_names]
+    assert all(p.parent == run / "renders" / "test" for p in res.files)
+    assert sorted(res.test_psnr) == test_names and res.params["Height"] == 0.5
+    out = export(ExportConfig(run=run, set=("Has Back=false",), formats=("assets", "glb")))
+    assert load_asset(out.out).params["Has Back"] is False
