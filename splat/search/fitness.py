@@ -1,0 +1,135 @@
+"""Fitness of genomes: one batched program evaluation + one packed Chamfer call per population.
+
+Convention:
+    The fitness of a genome is the Chamfer distance (:class:`splat.ops.ChamferSettings`) between its
+    realized program surface, placed into scan coordinates (``p_scan = t + s * Rz(yaw) @ p``), and the
+    target scan points (:func:`splat.ops.chamfer.mesh_cloud_chamfer`: ``samples`` area-weighted points
+    on the surface -> scan point-to-point; scan -> exact distance to the triangle of the nearest sample). Lower is better. A genome whose
+    program has no active geometry (no area), or whose geometry is not finite, has fitness +inf.
+    Everything is float32 on the CPU unless a device is given; the sampling draws come from an explicit
+    ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from splat.errors import SplatError
+from splat.ops.chamfer import ChamferSettings, mesh_cloud_chamfer
+from splat.ops.sampling import sample_surface
+from splat.program import ShapeProgram
+from splat.search.genome import GenomeSpace, Placement, Population
+
+MIN_SCAN_POINTS = 32
+
+
+def prepare_scan(points, *, min_points: int = MIN_SCAN_POINTS, file: str | os.PathLike | None = None) -> Tensor:
+    """Validate a scan and return its finite points ``[P, 3]`` float32 (rows with NaN/inf dropped).
+
+    Raises:
+        SplatError: not an ``[P, 3]`` array, or fewer than ``min_points`` finite points (empty, all-NaN,
+            or only a handful of points: too few to fit a program).
+    """
+    pts = torch.as_tensor(points)
+    if pts.ndim != 2 or pts.shape[-1] != 3:
+        raise SplatError(f"expected scan points of shape [P, 3], got {list(pts.shape)}", file=file, field="points")
+    if not pts.is_floating_point():
+        pts = pts.double()
+    pts = pts[torch.isfinite(pts).all(1)].to(torch.float32)
+    if pts.shape[0] < min_points:
+        raise SplatError(
+            f"the scan has {pts.shape[0]} finite points; at least {min_points} are needed to fit a program",
+            file=file, field="points",
+        )
+    if float((pts.max(0).values - pts.min(0).values).max()) <= 0:
+        raise SplatError("the scan's points all coincide", file=file, field="points")
+    return pts
+
+
+def subsample(points: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """At most ``n`` points of ``points [P, 3]``, drawn without replacement (all of them when P <= n)."""
+    if points.shape[0] <= n:
+        return points
+    idx = torch.randperm(points.shape[0], generator=generator)[:n]
+    return points[idx.to(points.device)]
+
+
+def rotate_z(points: Tensor, yaw: Tensor) -> Tensor:
+    """``points [B, N, 3]`` rotated by ``yaw [B]`` radians about +Z (right-handed)."""
+    c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
+    x, y, z = points.unbind(-1)
+    return torch.stack([c * x - s * y, s * x + c * y, z], -1)
+
+
+def place(points: Tensor, placement: Placement) -> Tensor:
+    """Program coordinates ``[B, N, 3]`` -> scan coordinates."""
+    return placement.translation[:, None, :] + placement.scale[:, None, None] * rotate_z(points, placement.yaw)
+
+
+class Surface(NamedTuple):
+    """Surface samples of a population, in scan coordinates."""
+
+    points: Tensor  # [B, S, 3]
+    faces_of_points: Tensor  # [B, S] int64 face of each point
+    lengths: Tensor  # [B] int64: S, or 0 where the genome has no (finite) geometry
+    verts: Tensor  # [B, V, 3] placed vertices of the realized meshes
+    faces: Tensor  # [F, 3] int64 triangles shared by the batch
+
+
+def population_surface(
+    program: ShapeProgram,
+    genomes: GenomeSpace,
+    pop: Population,
+    samples: int,
+    generator: torch.Generator,
+    *,
+    cont: Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> Surface:
+    """Evaluate the whole population in one batched program call and sample its surfaces.
+
+    ``cont [B, Nc]`` (optional) replaces ``pop.cont`` so gradients can flow to the continuous genes.
+    """
+    cont = pop.cont if cont is None else cont
+    params = genomes.params(pop, cont, device=device)
+    geometry = program.evaluate(params, device=device, validate=False)
+    mesh = geometry.realize()
+    b = pop.disc.shape[0]
+    if mesh.faces.shape[0] == 0:
+        z = torch.zeros(b, dtype=torch.int64, device=device)
+        return Surface(torch.zeros(b, samples, 3, device=device), z[:, None].expand(b, samples), z,
+                       torch.zeros(b, 3, 3, device=device), torch.tensor([[0, 1, 2]], device=device))
+    verts = place(mesh.verts.to(device), genomes.placement_of(cont, device=device))
+    finite = torch.isfinite(verts).all(-1) | ~mesh.vert_active.to(device)  # [B, V]
+    ok = finite.all(1)
+    verts = torch.where(torch.isfinite(verts), verts, torch.zeros_like(verts))
+    surf = sample_surface(verts, mesh.faces, samples, generator, mesh.face_active.to(device))
+    lengths = torch.where(ok, surf.lengths, torch.zeros_like(surf.lengths))
+    return Surface(surf.points, surf.face_idx, lengths, verts, mesh.faces.to(device))
+
+
+def population_fitness(
+    program: ShapeProgram,
+    genomes: GenomeSpace,
+    pop: Population,
+    target: Tensor,
+    samples: int,
+    generator: torch.Generator,
+    chamfer: ChamferSettings,
+    *,
+    cont: Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Fitness ``[B]`` (lower is better; +inf without geometry) of a population against ``target [P, 3]``.
+
+    Differentiable in ``cont`` when it is given with ``requires_grad``.
+    """
+    surf = population_surface(program, genomes, pop, samples, generator, cont=cont, device=device)
+    loss = mesh_cloud_chamfer(surf.points, surf.faces_of_points, surf.lengths, surf.verts, surf.faces,
+                              target[None].to(device), None, chamfer).loss
+    return torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))
