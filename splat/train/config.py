@@ -103,8 +103,10 @@ class LossConfig:
     chamfer: float = 1.0
     """Weight of the Chamfer distance (squared, metres^2 scaled by 1/extent^2) between the program's
     surface samples and the scan."""
-    chamfer_samples: int = 4000
+    chamfer_samples: int = 2000
     """Program surface samples per step for the Chamfer loss."""
+    chamfer_scan_points: int = 5000
+    """Scan points (a fixed random subset) used by the per-step Chamfer loss."""
     surface: float = 1.0
     """Weight of the regulariser keeping canonical Gaussians near their primitive's surface."""
     scale: float = 1.0
@@ -238,6 +240,8 @@ def validate_config(cfg: TrainConfig, *, file: str | os.PathLike | None = None) 
         _check(v >= 0.0, f"loss.{name}", f"must be >= 0, got {v}", f)
     _check(lo.ssim <= 1.0, "loss.ssim", f"must be in [0, 1], got {lo.ssim}", f)
     _check(lo.chamfer_samples >= 1, "loss.chamfer_samples", f"must be >= 1, got {lo.chamfer_samples}", f)
+    _check(lo.chamfer_scan_points >= 16, "loss.chamfer_scan_points",
+           f"must be >= 16, got {lo.chamfer_scan_points}", f)
     _check(lo.max_scale > 0.0, "loss.max_scale", f"must be > 0, got {lo.max_scale}", f)
     d = cfg.densify
     _check(d.every >= 1, "densify.every", f"must be >= 1, got {d.every}", f)

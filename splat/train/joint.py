@@ -105,6 +105,9 @@ class JointTrainer:
         samples = canonical_surface_samples(gaussians.keys, 4096, torch.Generator().manual_seed(cfg.seed))
         self.surface_reg = SurfaceRegulariser(samples)
         self.extent = data.extent
+        # a fixed subset of the scan for the per-step Chamfer loss (the KD-tree is rebuilt per call)
+        keep = torch.randperm(data.scan.shape[0], generator=torch.Generator().manual_seed(cfg.seed))
+        self.chamfer_scan = data.scan[keep[: cfg.loss.chamfer_scan_points].sort().values]
         self.step = 0
 
     # --- checkpoint state ------------------------------------------------------------------------
@@ -116,6 +119,7 @@ class JointTrainer:
             "fit": self.fit.state(),
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
             "densifier": self.densifier.state(),
+            "surface_reg": self.surface_reg.state(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -126,6 +130,7 @@ class JointTrainer:
         for k, o in self.opts.items():
             o.load_state_dict(state["optimizers"][k])
         self.densifier.load_state(state["densifier"])
+        self.surface_reg.load_state(state["surface_reg"])
         self.step = int(state["step"])
 
     # --- one step ----------------------------------------------------------------------------------
@@ -161,12 +166,13 @@ class JointTrainer:
             rm = geo.realize()
             s = sample_surface(rm.verts, rm.faces, cfg.loss.chamfer_samples, self.generator,
                                face_active=rm.face_active)
-            l_cham = chamfer_loss(s.points[0], data.scan, self.extent)
+            l_cham = chamfer_loss(s.points[0], self.chamfer_scan, self.extent)
             loss = loss + cfg.loss.chamfer * l_cham
         l_surf = zero
         if cfg.loss.surface > 0:
             maps = self._linear_maps(geo)
-            l_surf = self.surface_reg(self.gaussians.params["means"], self.gaussians.prim, maps, self.extent)
+            l_surf = self.surface_reg(self.gaussians.params["means"], self.gaussians.prim, maps, self.extent,
+                                      step)
             loss = loss + cfg.loss.surface * l_surf
         l_scale = scale_loss(world.factors, cfg.loss.max_scale) if cfg.loss.scale > 0 else zero
         loss = loss + cfg.loss.scale * l_scale
@@ -205,6 +211,7 @@ class JointTrainer:
         lengths = torch.linalg.vector_norm(world.factors.detach(), dim=-2).amax(-1)
         scale = torch.zeros(n, dtype=lengths.dtype).scatter_reduce(0, world.source, lengths, "amax", include_self=True)
         self.densifier.step(self.gaussians, self.opts, scale, self.generator)
+        self.surface_reg.invalidate()
 
     def run(self, *, on_step: Callable[["JointTrainer", StepStats], None] | None = None,
             logger: Any = None, checkpoint: Callable[[], None] | None = None) -> StepStats | None:

@@ -65,20 +65,47 @@ class SurfaceRegulariser:
     the world-scaled canonical coordinates. The loss is the mean squared residual divided by ``extent^2``.
     """
 
-    def __init__(self, samples: Sequence[tuple[Tensor, Tensor]]):
+    def __init__(self, samples: Sequence[tuple[Tensor, Tensor]], refresh_every: int = 20):
         self.samples = [(p.to(torch.float64), n.to(torch.float64)) for p, n in samples]
+        self.refresh_every = refresh_every
+        self._cache: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # key -> (gaussian idx, nearest j, n_w)
 
-    def __call__(self, means_c: Tensor, prim: Tensor, linear_maps: Sequence[Tensor | None], extent: float) -> Tensor:
+    def invalidate(self) -> None:
+        """Forget the cached nearest samples (after densification changed the Gaussians)."""
+        self._cache.clear()
+
+    def state(self) -> dict[str, list[Tensor]]:
+        keys = sorted(self._cache)
+        return {"keys": [torch.tensor(k) for k in keys], "idx": [self._cache[k][0] for k in keys],
+                "j": [self._cache[k][1] for k in keys], "n_w": [self._cache[k][2] for k in keys]}
+
+    def load_state(self, state: dict[str, list[Tensor]]) -> None:
+        self._cache = {int(k): (i, j, n) for k, i, j, n in zip(state["keys"], state["idx"], state["j"], state["n_w"])}
+
+    def __call__(self, means_c: Tensor, prim: Tensor, linear_maps: Sequence[Tensor | None], extent: float,
+                 step: int = 0) -> Tensor:
+        """Mean squared point-to-plane residual / extent^2; nearest samples are refreshed every
+        ``refresh_every`` steps (and after :meth:`invalidate`)."""
         total = means_c.sum() * 0.0
         n = 0
+        if step % self.refresh_every == 0:
+            self._cache.clear()
         for k, (pts, nrm) in enumerate(self.samples):
             A = linear_maps[k]
             if A is None:
                 continue
+            A = A.detach().to(means_c.dtype)
+            cached = self._cache.get(k)
+            if cached is not None and cached[0].numel() == int((prim == k).sum()):
+                idx, j, n_w = cached
+                mu = means_c[idx]
+                r = (((mu - pts[j].to(mu.dtype)) @ A.T) * n_w).sum(-1)
+                total = total + r.square().sum()
+                n += idx.numel()
+                continue
             idx = torch.nonzero(prim == k).squeeze(1)
             if idx.numel() == 0:
                 continue
-            A = A.detach().to(means_c.dtype)
             mu = means_c[idx]
             with torch.no_grad():
                 Ad = A.double().numpy()
@@ -87,6 +114,7 @@ class SurfaceRegulariser:
                 j = torch.as_tensor(np.asarray(j), dtype=torch.long)
                 n_w = nrm[j] @ torch.linalg.inv(A.double() + 1e-12 * torch.eye(3, dtype=torch.float64))
                 n_w = (n_w / torch.linalg.vector_norm(n_w, dim=-1, keepdim=True).clamp_min(1e-30)).to(mu.dtype)
+                self._cache[k] = (idx, j, n_w)
             r = (((mu - pts[j].to(mu.dtype)) @ A.T) * n_w).sum(-1)
             total = total + r.square().sum()
             n += idx.numel()
