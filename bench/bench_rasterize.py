@@ -150,8 +150,20 @@ def run_one(backend: str, n: int, repeats: int) -> dict:
         fwd.append(t1 - t0)
         bwd.append(t2 - t1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Single-threaded process CPU time of fwd+bwd: the work itself, robust to other load (with 2
+    # threads, CPU time also counts OpenMP spin-waits when the other thread is descheduled).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    one = []
+    for _ in range(repeats):
+        for leaf in leaves.values():
+            leaf.grad = None
+        c0 = time.process_time()
+        res = forward()
+        ((res.colors * w_img).sum() + res.alphas.sum()).backward()
+        one.append(time.process_time() - c0)
     # Projection alone (shared PyTorch code): is it the bottleneck?
-    proj_t = []
+    proj_t = []  # (single-threaded as well)
     for _ in range(repeats):
         t0 = time.process_time()
         cov = quat_scale_components(leaves["quats"], leaves["scales"])
@@ -167,9 +179,9 @@ def run_one(backend: str, n: int, repeats: int) -> dict:
     return {
         "backend": backend, "n": n, "fwd": min(fwd), "bwd": min(bwd),
         "fwdbwd": min(a + b for a, b in zip(fwd, bwd)), "fwdbwd_med": statistics.median([a + b for a, b in zip(fwd, bwd)]),
-        "cpu": statistics.median(cpu_fb), "proj": statistics.median(proj_t),
+        "cpu": statistics.median(cpu_fb), "one": statistics.median(one), "proj": statistics.median(proj_t),
         "peak_mb": max(peak - baseline, 0.0), "baseline_mb": baseline, "io_mb": io_bytes / 2**20, "n_isects": n_isects,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
     }
 
 
@@ -190,7 +202,7 @@ def main() -> None:
     print(f"rasterize at {WIDTH}x{HEIGHT}, chair of flat Gaussians, 1 camera, torch threads "
           f"{torch.get_num_threads()}; medians of {args.repeats}; shared machine: timings are noisy")
     head = (f"{'N':>7} {'backend':>7} {'fwd ms':>8} {'bwd ms':>8} {'f+b ms':>8} {'f+b med':>8} {'cpu ms':>8} "
-            f"{'proj cpu':>8} {'Geval/s':>8} {'peak MB':>8} {'io MB':>6} {'peak/io':>7}")
+            f"{'1-thr ms':>8} {'proj 1t':>8} {'Geval/s':>8} {'peak MB':>8} {'io MB':>6} {'peak/io':>7}")
     rows = {}
     for n in args.sizes:
         for backend in ("cpu", "torch"):
@@ -208,16 +220,18 @@ def main() -> None:
                 continue
             evals = r["n_isects"] * 256 * 2  # Gaussian-pixel evaluations, forward + backward (dense tiles)
             print(f"{n:>7} {backend:>7} {r['fwd'] * 1e3:8.1f} {r['bwd'] * 1e3:8.1f} {r['fwdbwd'] * 1e3:8.1f} "
-                  f"{r['fwdbwd_med'] * 1e3:8.1f} {r['cpu'] * 1e3:8.1f} {r['proj'] * 1e3:8.1f} "
+                  f"{r['fwdbwd_med'] * 1e3:8.1f} {r['cpu'] * 1e3:8.1f} {r['one'] * 1e3:8.1f} {r['proj'] * 1e3:8.1f} "
                   f"{evals / r['fwdbwd'] / 1e9:8.2f} {r['peak_mb']:8.1f} {r['io_mb']:6.1f} {r['peak_mb'] / r['io_mb']:7.1f}")
         c, t = rows.get((n, "cpu")), rows.get((n, "torch"))
         if c and t:
             print(f"{n:>7} {'ratio':>7} {t['fwd'] / c['fwd']:7.1f}x {t['bwd'] / c['bwd']:7.1f}x "
                   f"{t['fwdbwd'] / c['fwdbwd']:7.1f}x {t['fwdbwd_med'] / c['fwdbwd_med']:7.1f}x "
-                  f"{t['cpu'] / c['cpu']:7.1f}x   (twin / cpu, same run; tile-Gaussian pairs {c['n_isects']})")
+                  f"{t['cpu'] / c['cpu']:7.1f}x {t['one'] / c['one']:7.1f}x   (twin / cpu, same run; tile-Gaussian pairs {c['n_isects']})")
     print("fwd/bwd/f+b: best of the repeats (wall); f+b med: median wall; cpu: median process CPU time of "
-          "f+b summed over threads (less sensitive to other load; ~wall x threads on an idle machine).\n"
-          "proj cpu: CPU time of the PyTorch projection alone (fwd+bwd), part of f+b. Geval/s: tile-Gaussian "
+          "f+b summed over threads (includes OpenMP spin-waits under load).\n1-thr: median CPU time of f+b with "
+          "torch.set_num_threads(1), the least load-sensitive figure (~wall on one idle core; 2 idle cores: "
+          "roughly 0.55x).\nproj 1t: single-threaded CPU time of the PyTorch projection alone (fwd+bwd), part "
+          "of 1-thr. Geval/s: tile-Gaussian "
           "pairs x 256 pixels x 2 (fwd+bwd) / best f+b. peak: ru_maxrss above the baseline (inputs built, "
           "extension loaded); io: inputs + outputs + their gradients.")
 
