@@ -42,7 +42,8 @@ BOX_GRAPH = {"format": "splat.geonodes/1", "main": "Box", "trees": {"Box": {
 
 TINY = SearchSettings(population=8, generations=3, samples=128, target_points=256, refine_top=2,
                       refine=RefineSettings(steps=2, samples=128),
-                      final_refine=RefineSettings(steps=3, samples=256), final_target_points=512, progress=False)
+                      final_refine=RefineSettings(steps=3, samples=256), final_target_points=512,
+                      polish=RefineSettings(steps=3, samples=128), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +83,16 @@ def test_canonical_genomes_ignore_inactive_genes(chair):
 
 
 def test_placement_decodes_the_box():
-    box = PlacementBox.from_scan(torch.tensor([[0.0, 0, 1], [2, 4, 3]]), margin=0.5, yaw_range=1.0)
-    assert box.translation_low == (0.0, 0.0, 0.0) and box.translation_high == (2.0, 4.0, 2.0)
+    box = PlacementBox.from_scan(torch.tensor([[0.0, 0, 1], [2, 4, 3]]), margin=0.5, z_margin=1.0, yaw_range=1.0,
+                                 snap_to_floor=False)
+    assert box.floor is None
+    assert PlacementBox.from_scan(torch.tensor([[0.0, 0, 1], [2, 4, 3]])).floor == pytest.approx(1.0, abs=0.01)
+    assert box.translation_low[:2] == (0.0, 0.0) and box.translation_high[:2] == (2.0, 4.0)
+    assert box.translation_low[2] == pytest.approx(0.0, abs=0.01) and box.translation_high[2] == pytest.approx(2.0, abs=0.01)
     space = ParamSpace((Param("a", "float", 0.0, 1.0, 0.5),))
     pl = GenomeSpace(space, box).placement_of(torch.tensor([[0.3, 0.5, 0.5, 0.5, 1.0]], dtype=torch.float64))
-    torch.testing.assert_close(pl.translation, torch.tensor([[1.0, 2.0, 1.0]]))
+    torch.testing.assert_close(pl.translation[:, :2], torch.tensor([[1.0, 2.0]]))
+    assert float(pl.translation[0, 2]) == pytest.approx(1.0, abs=0.01)
     assert float(pl.yaw) == pytest.approx(1.0) and float(pl.scale) == 1.0
 
 

@@ -1,6 +1,7 @@
 """Fitness of genomes: one batched program evaluation + one packed Chamfer call per population.
 
 Convention:
+    With ``PlacementBox.floor`` set, each genome is lifted so its lowest active vertex rests on the floor.
     The fitness of a genome is the Chamfer distance (:class:`splat.ops.ChamferSettings`) between its
     realized program surface, placed into scan coordinates (``p_scan = t + s * Rz(yaw) @ p``), and the
     target scan points (:func:`splat.ops.chamfer.mesh_cloud_chamfer`: ``samples`` area-weighted points
@@ -105,7 +106,15 @@ def population_surface(
         return Surface(torch.zeros(b, samples, 3, device=device), z[:, None].expand(b, samples), z,
                        torch.zeros(b, 3, 3, device=device), torch.tensor([[0, 1, 2]], device=device))
     verts = place(mesh.verts.to(device), genomes.placement_of(cont, device=device))
-    finite = torch.isfinite(verts).all(-1) | ~mesh.vert_active.to(device)  # [B, V]
+    active = mesh.vert_active.to(device)
+    if genomes.placement.floor is not None:
+        # Rest each genome's lowest active vertex on the floor (differentiable through the min).
+        low = torch.where(active, verts[..., 2], torch.full_like(verts[..., 2], math.inf)).min(1).values
+        low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
+        lift = torch.zeros_like(verts)
+        lift[..., 2] = (genomes.placement.floor - low)[:, None]
+        verts = verts + lift
+    finite = torch.isfinite(verts).all(-1) | ~active  # [B, V]
     ok = finite.all(1)
     verts = torch.where(torch.isfinite(verts), verts, torch.zeros_like(verts))
     surf = sample_surface(verts, mesh.faces, samples, generator, mesh.face_active.to(device))

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from splat.ops.chamfer import ChamferSettings
 from splat.program import ShapeProgram
-from splat.search.fitness import population_fitness, prepare_scan, subsample
+from splat.search.fitness import place, population_fitness, prepare_scan, subsample
 from splat.search.genome import GenomeSpace, PlacementBox, Population, cat, take
 from splat.search.refine import RefineSettings, refine_population
 
@@ -33,7 +33,11 @@ class PlacementSettings:
     """Which placement genes are searched and over what range (see :class:`PlacementBox`)."""
 
     margin: float = 0.25
-    """Half-width of the translation range as a fraction of the scan's box extent (at least 5 cm)."""
+    """Half-width of the x, y translation range as a fraction of the scan's box extent (at least 5 cm)."""
+    snap_to_floor: bool = True
+    """Rest each genome's lowest point on the scan's floor instead of searching z (see PlacementBox)."""
+    z_margin: float = 0.03
+    """Without ``snap_to_floor``: half-width (metres) of the z translation range around the floor."""
     yaw_range: float = math.pi
     """Yaw is searched in [-yaw_range, yaw_range] radians about +Z (0 searches no rotation)."""
     log_scale_range: float = 0.0
@@ -60,7 +64,7 @@ class SearchSettings:
     """Gaussian step of a mutating continuous gene (in normalised units)."""
     seed_defaults: bool = True
     """Put the default genome into the initial population."""
-    patience: int = 6
+    patience: int = 8
     """Stop when the best fitness has not improved (relatively, by 1e-4) for this many generations."""
     samples: int = 512
     """Surface points per genome when scoring."""
@@ -73,6 +77,12 @@ class SearchSettings:
         default_factory=lambda: RefineSettings(steps=60, lr=0.02, final_lr_fraction=0.05, samples=2048)
     )
     final_target_points: int = 6144
+    polish_rounds: int = 2
+    """Rounds of structure polishing after the GA: every single discrete change of the winner (each
+    active discrete gene set to each other value) is refined with ``polish`` and scored against the
+    incumbent with the same draws; the best replaces the winner. 0 disables it."""
+    polish: RefineSettings = field(default_factory=lambda: RefineSettings(steps=25, lr=0.05, final_lr_fraction=0.1,
+                                                                          samples=1024))
     """Scan points used by the final refinement of the winner."""
     chamfer: ChamferSettings = field(default_factory=lambda: ChamferSettings(squared=False))
     placement: PlacementSettings = field(default_factory=PlacementSettings)
@@ -183,7 +193,9 @@ def search(
     """
     _check_settings(settings)
     scan = prepare_scan(points, file=scan_file)
-    box = PlacementBox.from_scan(scan, margin=settings.placement.margin, yaw_range=settings.placement.yaw_range,
+    box = PlacementBox.from_scan(scan, margin=settings.placement.margin, z_margin=settings.placement.z_margin,
+                                 snap_to_floor=settings.placement.snap_to_floor,
+                                 yaw_range=settings.placement.yaw_range,
                                  log_scale_range=settings.placement.log_scale_range)
     genomes = GenomeSpace(program.space, box, file=program.source)
     gen = torch.Generator().manual_seed(settings.seed)
@@ -242,6 +254,10 @@ def search(
 
     # Final, longer refinement of the winner against more scan points.
     final_target = subsample(scan, settings.final_target_points, gen).to(device)
+    for _ in range(settings.polish_rounds):
+        best_pop, changed = _polish(program, genomes, best_pop, final_target, settings, gen, device)
+        if not changed:
+            break
     final = refine_population(program, genomes, best_pop, final_target, settings.final_refine, settings.chamfer,
                               gen, device=device)
     with torch.no_grad():
@@ -252,6 +268,40 @@ def search(
     if not f_new <= f_old:
         final, f_new = best_pop, f_old
     return _result(program, genomes, final, f_new, history, len(scorer.cache), settings.seed)
+
+
+def _neighbours(genomes: GenomeSpace, best: Population) -> Population:
+    """The incumbent (row 0) and every genome one discrete change away from it, canonical and distinct."""
+    da, _ = genomes.active_masks(best)
+    rows = [best]
+    for j in range(genomes.n_disc):
+        if not bool(da[0, j]):
+            continue
+        for v in range(int(genomes.disc_low[j]), int(genomes.disc_high[j]) + 1):
+            if v != int(best.disc[0, j]):
+                disc = best.disc.clone()
+                disc[0, j] = v
+                rows.append(Population(disc, best.cont.clone()))
+    pop = genomes.canonical(cat(rows))
+    keys = genomes.keys(pop)
+    keep = [i for i, k in enumerate(keys) if keys.index(k) == i]
+    return take(pop, keep)
+
+
+def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, settings: SearchSettings,
+            gen: torch.Generator, device) -> tuple[Population, bool]:
+    """One round of structure polishing (see ``SearchSettings.polish_rounds``); returns (best, changed)."""
+    cand = _neighbours(genomes, best)
+    if cand.disc.shape[0] == 1:
+        return best, False
+    refined = refine_population(program, genomes, cand, target, settings.polish, settings.chamfer, gen,
+                                device=device)
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    with torch.no_grad():
+        fit = population_fitness(program, genomes, refined, target, settings.polish.samples,
+                                 torch.Generator().manual_seed(seed), settings.chamfer, device=device)
+    i = int(torch.argmin(fit))
+    return take(refined, [i]), i != 0
 
 
 def _next_generation(pop, fitness, order, genomes: GenomeSpace, scorer: _Scorer, settings: SearchSettings,
@@ -289,11 +339,19 @@ def _result(program, genomes: GenomeSpace, pop: Population, fitness: float, hist
     params = genomes.assignments(pop)[0]
     active = program.space.active(params)
     placement = genomes.placement_of(pop.cont, dtype=torch.float64)
+    translation = placement.translation[0].clone()
+    if genomes.placement.floor is not None:  # the z that snapping to the floor applied
+        with torch.no_grad():
+            mesh = program.evaluate(genomes.params(pop, dtype=torch.float64), dtype=torch.float64,
+                                    validate=False).realize()
+            z = place(mesh.verts, placement)[0, :, 2][mesh.vert_active[0]]
+        if z.numel():
+            translation[2] += genomes.placement.floor - float(z.min())
     return SearchResult(
         program=program.name,
         params=params,
         active=active,
-        translation=tuple(float(v) for v in placement.translation[0]),
+        translation=tuple(float(v) for v in translation),
         yaw=float(placement.yaw[0]),
         scale=float(placement.scale[0]),
         fitness=fitness,
