@@ -155,7 +155,8 @@ def test_cli_writes_json_and_reports_bad_input(tmp_path, box, capsys):
     box.save(program)
     out = tmp_path / "best.json"
     argv = ["--program", str(program), "--points", str(ply), "--out", str(out),
-            "--population", "6", "--generations", "2", "--no-progress", "--yaw-range", "0", "--final-steps", "10"]
+            "--population", "6", "--generations", "2", "--no-progress", "--yaw-range", "0", "--final-steps", "10",
+            "--polish-rounds", "0"]
     run_cli(lambda: main(argv))
     best = json.loads(out.read_text())
     assert best["format"] == "splat.search/1" and best["program"] == "box"

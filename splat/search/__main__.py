@@ -34,6 +34,8 @@ def _parse(argv):
     ap.add_argument("--scale-range", type=float, default=0.0,
                     help="search a uniform scale in [1/(1+r), 1+r] (0: the scan is metric)")
     ap.add_argument("--final-steps", type=int, default=None, help="Adam steps refining the winner (default: settings)")
+    ap.add_argument("--polish-rounds", type=int, default=None,
+                    help="rounds of structure polishing after the GA (default: settings)")
     ap.add_argument("--trim", type=float, default=0.0, help="fraction of worst point distances ignored (0..1)")
     ap.add_argument("--voxel", type=float, default=0.005, help="voxel size (m) when fusing scene depth maps")
     ap.add_argument("--no-progress", action="store_true")
@@ -53,6 +55,8 @@ def main(argv=None) -> None:
     _check(args.scale_range, 0 <= args.scale_range < 10, "--scale-range", "must lie in [0, 10)")
     _check(args.trim, 0 <= args.trim < 1, "--trim", "must lie in [0, 1)")
     _check(args.voxel, args.voxel > 0, "--voxel", "must be > 0")
+    if args.polish_rounds is not None:
+        _check(args.polish_rounds, args.polish_rounds >= 0, "--polish-rounds", "must be >= 0")
     if args.final_steps is not None:
         _check(args.final_steps, args.final_steps >= 0, "--final-steps", "must be >= 0")
 
@@ -80,6 +84,7 @@ def main(argv=None) -> None:
         elites=min(base.elites, args.population - 1),
         progress=not args.no_progress,
         chamfer=replace(base.chamfer, trim=args.trim),
+        polish_rounds=base.polish_rounds if args.polish_rounds is None else args.polish_rounds,
         final_refine=base.final_refine if args.final_steps is None else replace(base.final_refine,
                                                                                 steps=args.final_steps),
         placement=PlacementSettings(yaw_range=math.radians(args.yaw_range),
