@@ -30,6 +30,10 @@ def rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quat
 
     from splat.render.functional import RasterResult
 
+    from splat.errors import SplatError
+
+    if means.dtype != torch.float32:
+        raise SplatError(f"the gsplat backend needs float32 tensors, got {means.dtype}", field="means")
     n, n_cam = means.shape[0], viewmats.shape[0]
     invalid = ~torch.isfinite(means).all(-1) | ~torch.isfinite(opacities)
     invalid |= ~torch.isfinite(colors.flatten(1)).all(-1)
