@@ -13,7 +13,13 @@ from render_fixtures import cameras, gaussians
 from splat.render import RasterSettings, rasterize
 from splat.render.cpu import kernel_available, rasterize_to_pixels
 
-pytestmark = pytest.mark.skipif(not kernel_available(), reason="C++ extension could not be built")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _kernel():
+    # Built (first time on a machine, ~1 min) or loaded here rather than at collection time.
+    if not kernel_available():
+        pytest.skip("C++ extension could not be built")
 
 
 def _close(actual, expected, name, rtol=2e-4, atol_rel=2e-4):

@@ -144,7 +144,12 @@ Bins bin_gaussians(const scalar_t* means2d, const int32_t* radii, const scalar_t
     for (int ty = b[2]; ty < b[3]; ++ty)
       for (int tx = b[0]; tx < b[1]; ++tx) ++bins.offsets[ty * tiles_x + tx + 1];
   }
-  for (int t = 0; t < n_tiles; ++t) bins.offsets[t + 1] += bins.offsets[t];
+  int64_t total = 0;
+  for (int t = 0; t < n_tiles; ++t) {
+    total += bins.offsets[t + 1];
+    TORCH_CHECK(total < std::numeric_limits<int32_t>::max(), "too many tile-Gaussian pairs (> 2^31)");
+    bins.offsets[t + 1] = static_cast<int32_t>(total);
+  }
   bins.ids.resize(bins.offsets[n_tiles]);
   std::vector<int32_t> cursor(bins.offsets.begin(), bins.offsets.end() - 1);
   for (const auto& e : order) {
