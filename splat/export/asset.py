@@ -19,7 +19,6 @@ geometry; Blender's object-local space) to the world of the scene (+Z up, metres
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
