@@ -20,12 +20,12 @@ def load_kernel():
     try:
         from torch.utils.cpp_extension import load
 
-        flags = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17"]
+        flags = ["-O3", "-march=native", "-fno-math-errno", "-std=c++17"]
         return load(
             name="splat_raster_cpu",
             sources=[os.fspath(_SOURCE)],
             extra_cflags=flags,
-            extra_ldflags=["-fopenmp"],
+            extra_ldflags=["-pthread"],
             verbose=False,
         )
     except Exception as err:  # any compiler / toolchain failure

@@ -6,9 +6,10 @@
 // alpha = min(0.999, o * exp(-sigma)), skip sigma < 0 or alpha < 1/255, a pixel stops before the
 // Gaussian that would bring its transmittance to <= 1e-4.
 //
-// Layout: OpenMP over tiles. Inside a tile the loop runs Gaussian-outer, pixel-inner: each Gaussian
-// updates the 16 pixels of a tile row at once (structure-of-arrays pixel state, `omp simd`), and only
-// rows that its alpha >= 1/255 ellipse can reach are visited (an exact bound, so results do not change).
+// Layout: threads over tiles (std::thread with a dynamic tile counter; see run_parallel for why not
+// OpenMP). Inside a tile the loop runs Gaussian-outer, pixel-inner: each Gaussian updates the 16
+// pixels of a tile row at once (one vector of pixel state per row), and only rows that its
+// alpha >= 1/255 ellipse can reach are visited (an exact bound, so results do not change).
 // Backward walks each tile's list back to front, recomputing transmittance from the stored final T and
 // the per-pixel count of Gaussians that were composited (as gsplat does); per-Gaussian gradients go to
 // per-thread buffers that are summed at the end (no atomics).
@@ -17,7 +18,8 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
-#include <omp.h>
+#include <atomic>
+#include <thread>
 
 #include <algorithm>
 #include <cmath>
@@ -107,6 +109,21 @@ struct DenormalGuard {
   ~DenormalGuard() { _mm_setcsr(saved); }
 #endif
 };
+
+// Runs body(thread_index, next_tile) on n_threads threads (the caller is thread 0); body pulls tile
+// indices from the shared atomic counter until they run out (dynamic scheduling). Plain std::thread
+// with a blocking join rather than OpenMP: libgomp's default spin-waiting made 2 threads 4-8x slower
+// than 1 on a shared, oversubscribed 2-core machine; a join never spins.
+template <typename F>
+void run_parallel(int n_threads, F body) {
+  std::atomic<int> next{0};
+  std::vector<std::thread> pool;
+  for (int i = 1; i < n_threads; ++i) pool.emplace_back([&body, &next, i] { body(i, next); });
+  body(0, next);
+  for (auto& th : pool) th.join();
+}
+
+inline int thread_count(int n_tiles) { return std::max(1, std::min(at::get_num_threads(), n_tiles)); }
 
 struct Bins {
   std::vector<int32_t> offsets;  // [n_tiles + 1]
@@ -199,13 +216,11 @@ void forward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_
   const scalar_t a_min = static_cast<scalar_t>(kAlphaMin), a_max = static_cast<scalar_t>(kAlphaMax);
   const scalar_t t_stop = static_cast<scalar_t>(kTStop);
   const std::vector<float>& ext = bins.row_ext;
-#pragma omp parallel num_threads(std::max(1, std::min(at::get_num_threads(), n_tiles)))
-  {
+  run_parallel(thread_count(n_tiles), [&](int, std::atomic<int>& next) {
     DenormalGuard ftz;
     std::vector<V> trans(kTile), acc(d * kTile);
     std::vector<M> last(kTile);
-#pragma omp for schedule(dynamic, 1)
-    for (int t = 0; t < n_tiles; ++t) {
+    for (int t = next++; t < n_tiles; t = next++) {
       const int x_base = (t % tiles_x) * kTile, y_base = (t / tiles_x) * kTile;
       const int rows = std::min(kTile, height - y_base), cols = std::min(kTile, width - x_base);
       const int lo = bins.offsets[t], hi = bins.offsets[t + 1];
@@ -264,7 +279,7 @@ void forward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_
         }
       }
     }
-  }
+  });
 }
 
 // Per-Gaussian gradient row: [v_mean_x, v_mean_y, v_conic_a, v_conic_b, v_conic_c, v_opacity, v_color(d)]
@@ -279,14 +294,13 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
   using I = typename std::remove_reference<decltype(M{}[0])>::type;
   const int64_t stride = 6 + d;
   const scalar_t a_min = static_cast<scalar_t>(kAlphaMin), a_max = static_cast<scalar_t>(kAlphaMax);
-#pragma omp parallel num_threads(n_threads)
-  {
+  run_parallel(n_threads, [&](int thread, std::atomic<int>& next) {
     DenormalGuard ftz;
-    scalar_t* gbuf = grads + static_cast<int64_t>(omp_get_thread_num()) * n * stride;
+    scalar_t* gbuf = grads + static_cast<int64_t>(thread) * n * stride;
+    std::fill(gbuf, gbuf + n * stride, scalar_t(0));
     std::vector<V> t_cur(kTile), va_fin(kTile), s(d * kTile), v_c(d * kTile), v_col(d);
     std::vector<M> cnt(kTile);
-#pragma omp for schedule(dynamic, 1)
-    for (int t = 0; t < n_tiles; ++t) {
+    for (int t = next++; t < n_tiles; t = next++) {
       const int x_base = (t % tiles_x) * kTile, y_base = (t / tiles_x) * kTile;
       const int rows = std::min(kTile, height - y_base), cols = std::min(kTile, width - x_base);
       const int lo = offsets[t], hi = offsets[t + 1];
@@ -367,7 +381,7 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
         for (int64_t c = 0; c < d; ++c) gr[6 + c] += hsum(v_col[c]);
       }
     }
-  }
+  });
 }
 
 void check_input(const torch::Tensor& x, const char* name, at::ScalarType dtype) {
@@ -401,9 +415,11 @@ std::vector<torch::Tensor> rasterize_forward(torch::Tensor means2d, torch::Tenso
   const int tiles_x = static_cast<int>((width + kTile - 1) / kTile);
   const int tiles_y = static_cast<int>((height + kTile - 1) / kTile);
   auto opts = means2d.options();
-  auto img = torch::zeros({height, width, d}, opts);
-  auto final_t = torch::ones({height, width}, opts);
-  auto n_contrib = torch::zeros({height, width}, opts.dtype(at::kInt));
+  // Every pixel is written by its tile. torch::empty, not zeros: a torch fill would run on torch's
+  // OpenMP pool, whose spin-waiting workers then compete with our threads.
+  auto img = torch::empty({height, width, d}, opts);
+  auto final_t = torch::empty({height, width}, opts);
+  auto n_contrib = torch::empty({height, width}, opts.dtype(at::kInt));
   torch::Tensor offsets, ids;
   AT_DISPATCH_FLOATING_TYPES(dtype, "rasterize_forward", [&] {
     Bins bins = bin_gaussians<scalar_t>(means2d.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
@@ -442,8 +458,11 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
   TORCH_CHECK(v_alpha.numel() == height * width && final_t.numel() == height * width, "bad sizes");
   const int tiles_x = static_cast<int>((width + kTile - 1) / kTile);
   const int n_tiles = static_cast<int>(offsets.numel()) - 1;
-  const int n_threads = std::max(1, std::min(at::get_num_threads(), n_tiles));
-  auto grads = torch::zeros({n_threads, n, 6 + d}, means2d.options());
+  const int n_threads = thread_count(n_tiles);
+  auto grads = torch::empty({n_threads, n, 6 + d}, means2d.options());  // zeroed per thread
+  auto opts = means2d.options();
+  auto v_means2d = torch::empty({n, 2}, opts), v_conics = torch::empty({n, 3}, opts);
+  auto v_colors = torch::empty({n, d}, opts), v_opac = torch::empty({n}, opts);
   AT_DISPATCH_FLOATING_TYPES(dtype, "rasterize_backward", [&] {
     backward_impl<scalar_t>(means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
                             opacities.data_ptr<scalar_t>(), offsets.data_ptr<int32_t>(), ids.data_ptr<int32_t>(),
@@ -452,10 +471,30 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
                             v_img.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(), n, d,
                             static_cast<int>(width), static_cast<int>(height), tiles_x,
                             grads.data_ptr<scalar_t>(), n_threads);
+    // Sum the per-thread buffers and split the rows into the four outputs (our threads, no torch ops).
+    const scalar_t* gb = grads.data_ptr<scalar_t>();
+    scalar_t *vm = v_means2d.data_ptr<scalar_t>(), *vcn = v_conics.data_ptr<scalar_t>();
+    scalar_t *vcl = v_colors.data_ptr<scalar_t>(), *vo = v_opac.data_ptr<scalar_t>();
+    const int64_t stride = 6 + d, chunk = 4096;
+    const int n_chunks = static_cast<int>((n + chunk - 1) / chunk);
+    run_parallel(std::max(1, std::min(n_threads, n_chunks)), [&](int, std::atomic<int>& next) {
+      std::vector<scalar_t> row(stride);
+      for (int c = next++; c < n_chunks; c = next++) {
+        for (int64_t g = c * chunk; g < std::min(n, (c + 1) * chunk); ++g) {
+          std::fill(row.begin(), row.end(), scalar_t(0));
+          for (int t = 0; t < n_threads; ++t) {
+            const scalar_t* src = gb + (static_cast<int64_t>(t) * n + g) * stride;
+            for (int64_t k = 0; k < stride; ++k) row[k] += src[k];
+          }
+          vm[2 * g] = row[0]; vm[2 * g + 1] = row[1];
+          vcn[3 * g] = row[2]; vcn[3 * g + 1] = row[3]; vcn[3 * g + 2] = row[4];
+          vo[g] = row[5];
+          for (int64_t k = 0; k < d; ++k) vcl[g * d + k] = row[6 + k];
+        }
+      }
+    });
   });
-  auto g = n_threads == 1 ? grads[0] : grads.sum(0);
-  return {g.slice(1, 0, 2).contiguous(), g.slice(1, 2, 5).contiguous(), g.slice(1, 6, 6 + d).contiguous(),
-          g.select(1, 5).contiguous()};
+  return {v_means2d, v_conics, v_colors, v_opac};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
