@@ -2,8 +2,9 @@
 
 Backends (``RasterSettings.backend``):
 
-- ``"cpu"``: our C++/OpenMP tile kernels (forward and backward by hand), JIT-built on first use with
-  ``torch.utils.cpp_extension`` and cached in torch's extension folder. The everyday path without a GPU.
+- ``"cpu"``: our C++ multi-threaded tile kernels (forward and backward by hand), JIT-built on first
+  use with ``torch.utils.cpp_extension`` and cached in torch's extension folder. The everyday path
+  without a GPU.
 - ``"torch"``: plain-PyTorch twin (dense per-tile compositing, autograd). Reference and fallback.
 - ``"gsplat"``: CUDA tensors, a thin call to ``gsplat.rasterization``.
 - ``"auto"`` (default): gsplat for CUDA tensors when gsplat's CUDA build loads, else cpu, else torch
