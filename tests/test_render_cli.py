@@ -6,6 +6,7 @@ Budget: < 30 s (tiny images; one subprocess for the CLI convention; one 2-step s
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -196,3 +197,10 @@ def test_a_run_made_by_the_trainer_renders_and_exports(tmp_path):
     assert sorted(res.test_psnr) == test_names and res.params["Height"] == 0.5
     out = export(ExportConfig(run=run, set=("Has Back=false",), formats=("assets", "glb")))
     assert load_asset(out.out).params["Has Back"] is False
+    # a run without assets (killed, or still training) is read from its latest checkpoint
+    from_assets = load_asset(run)
+    shutil.rmtree(run / "assets")
+    from_ckpt = load_asset(run)
+    assert from_ckpt.params == pytest.approx(from_assets.params)
+    np.testing.assert_allclose(from_ckpt.placement, from_assets.placement, atol=1e-6)
+    torch.testing.assert_close(from_ckpt.world_gaussians().means, from_assets.world_gaussians().means)
