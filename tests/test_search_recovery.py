@@ -27,6 +27,16 @@ CASES = 2
 YAW_RANGE = 0.8
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run single-threaded: these tests are many small batched ops, where a second intra-op thread
+    gains little and, on a busy 2-core CI box, spin-waiting threads cost more than they save."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _case(program, seed, **scan_kw):
     g = torch.Generator().manual_seed(seed)
     hidden = program.space.unbatch(program.space.sample(1, g))[0]

@@ -68,7 +68,7 @@ class SearchSettings:
     """Stop when the best fitness has not improved (relatively, by 1e-4) for this many generations."""
     samples: int = 512
     """Surface points per genome when scoring."""
-    target_points: int = 2048
+    target_points: int = 4096
     """Scan points used while searching (random subset)."""
     refine_top: int = 4
     """Genomes refined (Lamarckian) per generation."""
@@ -76,13 +76,16 @@ class SearchSettings:
     final_refine: RefineSettings = field(
         default_factory=lambda: RefineSettings(steps=60, lr=0.02, final_lr_fraction=0.05, samples=2048)
     )
-    final_target_points: int = 6144
+    final_target_points: int = 8192
     polish_rounds: int = 2
     """Rounds of structure polishing after the GA: every single discrete change of the winner (each
     active discrete gene set to each other value) is refined with ``polish`` and scored against the
     incumbent with the same draws; the best replaces the winner. 0 disables it."""
     polish: RefineSettings = field(default_factory=lambda: RefineSettings(steps=25, lr=0.05, final_lr_fraction=0.1,
                                                                           samples=1024))
+    polish_eval_samples: int = 8192
+    """Surface points per candidate when polishing compares structures (small parts such as drawer
+    handles change the fitness by little, so the comparison needs low sampling noise)."""
     """Scan points used by the final refinement of the winner."""
     chamfer: ChamferSettings = field(default_factory=lambda: ChamferSettings(squared=False))
     placement: PlacementSettings = field(default_factory=PlacementSettings)
@@ -298,7 +301,7 @@ def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, set
                                 device=device)
     seed = int(torch.randint(0, 2**62, (1,), generator=gen))
     with torch.no_grad():
-        fit = population_fitness(program, genomes, refined, target, settings.polish.samples,
+        fit = population_fitness(program, genomes, refined, target, settings.polish_eval_samples,
                                  torch.Generator().manual_seed(seed), settings.chamfer, device=device)
     i = int(torch.argmin(fit))
     return take(refined, [i]), i != 0
