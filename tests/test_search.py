@@ -179,3 +179,22 @@ def test_module_entry_point_help():
     run = subprocess.run([sys.executable, "-m", "splat.search", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0 and "--program" in run.stdout and "--points" in run.stdout
+
+
+def test_cli_on_a_scene_fuses_its_depth(tmp_path, box):
+    from splat.cli import run_cli
+    from splat.data.synthetic import write_plane_scene
+    from splat.search.__main__ import main
+
+    write_plane_scene(tmp_path / "scene")  # depth maps of a 1 m square at z = 0, no scan.ply
+    program = tmp_path / "box.json"
+    box.save(program)
+    out = tmp_path / "best.json"
+    run_cli(lambda: main(["--program", str(program), "--scene", str(tmp_path / "scene"), "--out", str(out),
+                          "--population", "4", "--generations", "1", "--no-progress", "--final-steps", "2",
+                          "--polish-rounds", "0"]))
+    best = json.loads(out.read_text())
+    assert best["program"] == "box" and math.isfinite(best["fitness"])
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: main(["--program", str(program), "--scene", str(tmp_path / "nope"), "--out", str(out)]))
+    assert e.value.code == 2
