@@ -12,11 +12,18 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from export_helpers import make_run, stool_program
+from export_helpers import make_run, stool_gaussians, stool_program
 from scipy.spatial import cKDTree
 
 from splat.errors import SplatError
-from splat.export.asset import load_asset, read_params_json, state_keys, uncovered_keys, write_params_json
+from splat.export.asset import (
+    load_asset,
+    read_params_json,
+    state_keys,
+    uncovered_keys,
+    write_assets,
+    write_params_json,
+)
 from splat.export.ply import read_splats_ply
 from splat.export.run import ExportConfig, export
 from splat.gaussians import key_id
@@ -117,6 +124,19 @@ def test_structure_edit_covers_primitives_without_gaussians(tmp_path):
     torch.testing.assert_close(again.gaussians.params["means"], covered.gaussians.params["means"])
     n = len(asset.gaussians)
     torch.testing.assert_close(covered.gaussians.params["means"][:n], asset.gaussians.params["means"])
+
+
+def test_float32_rounding_past_a_bound_is_snapped_not_rejected(tmp_path):
+    program = stool_program()
+    high = float(torch.tensor(0.3, dtype=torch.float32) + torch.tensor(1.0) * torch.tensor(0.7 - 0.3))
+    assert high > 0.7  # float32 rounding lands just past the range's end
+    values = {"Seat Height": high, "Back Height": 0.15 - 1e-9, "Legs Type": 0,
+              "Has Back": True}
+    model = stool_gaussians(program, program.space.validate({}), num=100)
+    asset = write_assets(tmp_path / "a", program, values, model)
+    assert asset.params["Seat Height"] == 0.7 and asset.params["Back Height"] == 0.15
+    with pytest.raises(SplatError):  # a real excess is still an error
+        write_assets(tmp_path / "b", program, dict(values, **{"Seat Height": 0.71}), model)
 
 
 def test_params_json_errors_and_bare_form(tmp_path):

@@ -63,6 +63,23 @@ def plain_params(params: Mapping[str, Any], space: Any | None = None) -> dict[st
     return out
 
 
+def snap_to_range(params: Mapping[str, Any], space: Any, *, rel_tol: float = 1e-5) -> dict[str, Any]:
+    """Float values outside their range by float rounding only (``|excess| <= rel_tol * (high - low)``,
+    e.g. a float32 ``low + 1.0 * (high - low)``) are put back on the bound; others are left for
+    validation to reject."""
+    out = dict(params)
+    for p in space.params:
+        v = out.get(p.name)
+        if p.type != "float" or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        tol = rel_tol * max(float(p.high) - float(p.low), 1e-12)
+        if float(p.high) < v <= float(p.high) + tol:
+            out[p.name] = float(p.high)
+        elif float(p.low) - tol <= v < float(p.low):
+            out[p.name] = float(p.low)
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class EditableAsset:
     """A program with fitted parameters and the Gaussians bound to its primitives.
@@ -224,7 +241,7 @@ def read_params_json(path: str | os.PathLike, space: Any | None = None) -> tuple
     else:
         params, placement = data, np.eye(4)
     if space is not None:
-        params = plain_params(space.validate(params, file=path), space)
+        params = plain_params(space.validate(snap_to_range(params, space), file=path), space)
     return dict(params), placement
 
 
@@ -253,7 +270,8 @@ def write_assets(assets_dir: str | os.PathLike, program: Any, params: Mapping[st
     pl = np.eye(4) if placement is None else (
         placement.detach().cpu().double().numpy() if isinstance(placement, torch.Tensor) else np.asarray(placement, np.float64))
     pl = pl.reshape(4, 4)
-    values = plain_params(program.space.validate(plain_params(params), file=None), program.space)
+    values = plain_params(program.space.validate(snap_to_range(plain_params(params), program.space), file=None),
+                          program.space)
     asset = EditableAsset(program, values, gaussians, pl, root=d)
     with atomic_path(d / PROGRAM_FILE) as tmp:
         program.save(tmp)
@@ -382,6 +400,6 @@ def load_checkpoint_asset(run_dir: str | os.PathLike, *, device: torch.device | 
     except (KeyError, ValueError, TypeError) as err:
         raise SplatError(f"checkpoint does not match this version of the trainer ({type(err).__name__}: {err})",
                          file=root / "checkpoints" / "latest.pt") from None
-    params = plain_params(program.space.validate(fit.assignment()), program.space)
+    params = plain_params(program.space.validate(snap_to_range(fit.assignment(), program.space)), program.space)
     placement = fit.placement().detach().double().cpu().numpy()
     return EditableAsset(program, params, gaussians, placement, root=root, scene=cfg.scene)
