@@ -53,3 +53,13 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text().strip().startswith("{")
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_write_uses_normal_file_mode(tmp_path):
+    import os
+
+    target = tmp_path / "m.json"
+    write_json_atomic(target, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
