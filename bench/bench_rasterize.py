@@ -228,9 +228,9 @@ def main() -> None:
                   f"{t['fwdbwd'] / c['fwdbwd']:7.1f}x {t['fwdbwd_med'] / c['fwdbwd_med']:7.1f}x "
                   f"{t['cpu'] / c['cpu']:7.1f}x {t['one'] / c['one']:7.1f}x   (twin / cpu, same run; tile-Gaussian pairs {c['n_isects']})")
     print("fwd/bwd/f+b: best of the repeats (wall); f+b med: median wall; cpu: median process CPU time of "
-          "f+b summed over threads (includes OpenMP spin-waits under load).\n1-thr: median CPU time of f+b with "
-          "torch.set_num_threads(1), the least load-sensitive figure (~wall on one idle core; 2 idle cores: "
-          "roughly 0.55x).\nproj 1t: single-threaded CPU time of the PyTorch projection alone (fwd+bwd), part "
+          "f+b summed over threads (includes torch's OpenMP spin-waits under load).\n1-thr: median CPU time of f+b with "
+          "torch.set_num_threads(1), the least load-sensitive figure (~wall on one idle core).\n"
+          "proj 1t: single-threaded CPU time of the PyTorch projection alone (fwd+bwd), part "
           "of 1-thr. Geval/s: tile-Gaussian "
           "pairs x 256 pixels x 2 (fwd+bwd) / best f+b. peak: ru_maxrss above the baseline (inputs built, "
           "extension loaded); io: inputs + outputs + their gradients.")
