@@ -37,8 +37,20 @@ def chair() -> TrainConfig:
     )
 
 
+def table() -> TrainConfig:
+    """The shipped table scene (our table program): the chair's settings."""
+    return dataclasses.replace(chair(), scene="table")
+
+
+def cabinet() -> TrainConfig:
+    """The shipped cabinet scene (our cabinet program): the chair's settings."""
+    return dataclasses.replace(chair(), scene="cabinet")
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "chair": chair,
+    "table": table,
+    "cabinet": cabinet,
 }
 """Scene name -> preset. A registered name must have a folder ``assets/scenes/<name>``."""
 
@@ -70,7 +82,7 @@ def smoke(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(
         cfg,
         search=dataclasses.replace(cfg.search, population=4, generations=1, scan_points=512,
-                                   final_refine_steps=2),
+                                   final_refine_steps=2, silhouette_check=False),
         gaussians=dataclasses.replace(cfg.gaussians, num_init=300),
         optim=dataclasses.replace(cfg.optim, steps=2, program_start=0),
         loss=dataclasses.replace(cfg.loss, chamfer_samples=256),

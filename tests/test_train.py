@@ -152,3 +152,19 @@ def test_chair_shrunk_beats_psnr_and_recovers_structure(tmp_path):
     m = res.metrics
     assert m["param_errors"]["discrete_structure_recovered"]
     assert m["test"]["psnr"] > 25.0
+
+
+def test_silhouette_check_fixes_a_wrong_discrete_choice(stool_scene):
+    from splat.data import load_scene
+    from splat.program import load_program
+    from splat.train.data import train_data
+    from splat.train.structure import refine_structure
+
+    scene = load_scene(stool_scene)
+    program = load_program(stool_scene / "stool.json")
+    data = train_data(scene, max_scan_points=4000, generator=torch.Generator().manual_seed(0))
+    wrong = dict(scene.gt_params, **{"Has Back": False})
+    fixed, info = refine_structure(program, wrong, torch.eye(4, dtype=torch.float64), data)
+    assert fixed["Has Back"] is True and info["structure_changes"] == 1
+    same, info = refine_structure(program, dict(scene.gt_params), torch.eye(4, dtype=torch.float64), data)
+    assert same["Has Back"] is True and info["structure_changes"] == 0

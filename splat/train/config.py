@@ -38,6 +38,9 @@ class SearchConfig:
     """Points kept from the fused depth scan (uniform subsample) for the search and the Chamfer loss."""
     final_refine_steps: int = 80
     """Adam steps of the search's final refinement of the winner's continuous genes."""
+    silhouette_check: bool = True
+    """After the search, re-check the discrete parameters against the train masks (silhouette +
+    Chamfer; see splat.train.structure)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,12 @@ class OptimConfig:
     """Exponential decay of every learning rate: at the last step it is this fraction of its start."""
     program_start: int = 100
     """Step at which the program parameters and the placement start to move (Gaussians settle first)."""
+    downscale: int = 1
+    """Train at 1/downscale of the image resolution (images area-averaged) until the last
+    ``full_res_steps`` steps, which use the full resolution (1: always full resolution; on CPU the
+    step cost is dominated by per-Gaussian work, so this saves little)."""
+    full_res_steps: int = 300
+    """Final steps at full resolution."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +243,8 @@ def validate_config(cfg: TrainConfig, *, file: str | os.PathLike | None = None) 
         _check(v >= 0.0, f"optim.{name}", f"must be >= 0, got {v}", f)
     _check(0.0 < o.lr_final_ratio <= 1.0, "optim.lr_final_ratio", f"must be in (0, 1], got {o.lr_final_ratio}", f)
     _check(o.program_start >= 0, "optim.program_start", f"must be >= 0, got {o.program_start}", f)
+    _check(1 <= o.downscale <= 8, "optim.downscale", f"must be in [1, 8], got {o.downscale}", f)
+    _check(o.full_res_steps >= 0, "optim.full_res_steps", f"must be >= 0, got {o.full_res_steps}", f)
     lo = cfg.loss
     for name in ("ssim", "mask", "depth", "chamfer", "surface", "scale"):
         v = getattr(lo, name)

@@ -89,3 +89,27 @@ def train_data(scene: Any, *, max_scan_points: int, generator: torch.Generator,
         width=int(w),
         height=int(h),
     )
+
+
+def downscale_data(data: TrainData, factor: int) -> TrainData:
+    """``data`` at 1/``factor`` resolution: images area-averaged, masks area-averaged then > 0.5, depth
+    averaged over the valid pixels of each block, intrinsics scaled (pixel centres stay at +0.5)."""
+    if factor == 1:
+        return data
+    import torch.nn.functional as F
+
+    def pool(x: Tensor) -> Tensor:  # [V, H, W, C] -> [V, h, w, C]
+        return F.avg_pool2d(x.permute(0, 3, 1, 2), factor, ceil_mode=True).permute(0, 2, 3, 1)
+
+    images = pool(data.images)
+    masks = None if data.masks is None else pool(data.masks[..., None].float())[..., 0] > 0.5
+    depths = None
+    if data.depths is not None:
+        valid = (data.depths > 0).float()[..., None]
+        num = pool(data.depths[..., None] * valid)
+        den = pool(valid)
+        depths = torch.where(den > 0.5, num / den.clamp_min(1e-9), torch.zeros_like(num))[..., 0]
+    Ks = data.Ks.clone()
+    Ks[:, :2] /= factor
+    return TrainData(images=images, masks=masks, depths=depths, viewmats=data.viewmats, Ks=Ks, scan=data.scan,
+                     background=data.background, width=int(images.shape[2]), height=int(images.shape[1]))

@@ -21,7 +21,7 @@ from splat.gaussians import Densifier, DensifySettings, ProceduralGaussians, can
 from splat.ops import sample_surface
 from splat.render import RasterSettings, rasterize
 from splat.train.config import TrainConfig
-from splat.train.data import TrainData
+from splat.train.data import TrainData, downscale_data
 from splat.train.losses import (
     SurfaceRegulariser,
     chamfer_loss,
@@ -97,6 +97,7 @@ class JointTrainer:
     def __init__(self, cfg: TrainConfig, data: TrainData, fit: ProgramFit, gaussians: ProceduralGaussians,
                  generator: torch.Generator):
         self.cfg, self.data, self.fit, self.gaussians, self.generator = cfg, data, fit, gaussians, generator
+        self.coarse = downscale_data(data, cfg.optim.downscale)
         self.opts = make_optimizers(cfg, gaussians, fit)
         d = cfg.densify
         self.densifier = Densifier(DensifySettings(d.grad_threshold, d.split_scale, d.prune_opacity,
@@ -135,22 +136,30 @@ class JointTrainer:
 
     # --- one step ----------------------------------------------------------------------------------
 
-    def render(self, viewmat: torch.Tensor, K: torch.Tensor, geometry: Any | None = None):
-        """Render one camera: (RasterResult, WorldGaussians)."""
+    def data_at(self, step: int) -> TrainData:
+        """The train data of a step: downscaled, or full resolution for the last ``full_res_steps``."""
+        o = self.cfg.optim
+        return self.data if step >= o.steps - o.full_res_steps else self.coarse
+
+    def render(self, viewmat: torch.Tensor, K: torch.Tensor, geometry: Any | None = None,
+               data: TrainData | None = None):
+        """Render one camera at ``data``'s size (default full): (RasterResult, WorldGaussians)."""
         geo = self.fit.geometry() if geometry is None else geometry
+        data = self.data if data is None else data
         world = self.gaussians.pushforward(geo)
-        res = rasterize(world.means, world.opacities, world.sh, viewmat[None], K[None], self.data.width,
-                        self.data.height, covars=world.covars, sh_degree=self.gaussians.sh_degree,
+        res = rasterize(world.means, world.opacities, world.sh, viewmat[None], K[None], data.width,
+                        data.height, covars=world.covars, sh_degree=self.gaussians.sh_degree,
                         backgrounds=self.data.background.to(world.means.dtype), settings=self.raster)
         return res, world
 
     def train_step(self) -> tuple[StepStats, torch.Tensor, torch.Tensor]:
         """One optimisation step; returns the stats and the (render, target) pair of the view used."""
-        cfg, data, step = self.cfg, self.data, self.step
+        cfg, step = self.cfg, self.step
+        data = self.data_at(step)
         set_learning_rates(cfg, self.opts, step)
         v = int(torch.randint(data.num_views, (1,), generator=self.generator))
         geo = self.fit.geometry()
-        res, world = self.render(data.viewmats[v], data.Ks[v], geo)
+        res, world = self.render(data.viewmats[v], data.Ks[v], geo, data)
         res.means2d.retain_grad()
         rgb, ed, alpha = res.colors[0, ..., :3], res.colors[0, ..., 3], res.alphas[0, ..., 0]
         target = data.images[v]

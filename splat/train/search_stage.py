@@ -66,4 +66,13 @@ def _run_search(program: Any, data: TrainData, cfg: TrainConfig, generator: torc
                                  torch.tensor(math.log(float(res.scale)), dtype=torch.float64))
     info = {"fitness": float(res.fitness), "generations": len(res.history), "evaluations": int(res.evaluations),
             "seconds": time.perf_counter() - t0}
-    return SearchOutcome(dict(res.params), placement.detach(), info)
+    assignment = dict(res.params)
+    if cfg.search.silhouette_check and data.masks is not None:
+        from splat.train.structure import refine_structure
+
+        t1 = time.perf_counter()
+        assignment, check = refine_structure(program, assignment, placement.detach(), data, backend=cfg.backend,
+                                             seed=cfg.seed)
+        info.update({f"check_{k}": v for k, v in check.items()})
+        info["check_seconds"] = time.perf_counter() - t1
+    return SearchOutcome(assignment, placement.detach(), info)
