@@ -132,13 +132,16 @@ def population_fitness(
     chamfer: ChamferSettings,
     *,
     cont: Tensor | None = None,
+    candidates: int = 1,
     device: torch.device | str = "cpu",
 ) -> Tensor:
     """Fitness ``[B]`` (lower is better; +inf without geometry) of a population against ``target [P, 3]``.
 
-    Differentiable in ``cont`` when it is given with ``requires_grad``.
+    Differentiable in ``cont`` when it is given with ``requires_grad``. ``candidates``: nearest samples
+    whose triangles are tried for each scan point (1 is fast; more is exact more often, see
+    :func:`splat.ops.chamfer.mesh_cloud_chamfer`).
     """
     surf = population_surface(program, genomes, pop, samples, generator, cont=cont, device=device)
     loss = mesh_cloud_chamfer(surf.points, surf.faces_of_points, surf.lengths, surf.verts, surf.faces,
-                              target[None].to(device), None, chamfer).loss
+                              target[None].to(device), None, chamfer, candidates=candidates).loss
     return torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))

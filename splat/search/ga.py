@@ -74,7 +74,8 @@ class SearchSettings:
     """Genomes refined (Lamarckian) per generation."""
     refine: RefineSettings = field(default_factory=lambda: RefineSettings(steps=6, lr=0.03, samples=512))
     final_refine: RefineSettings = field(
-        default_factory=lambda: RefineSettings(steps=60, lr=0.02, final_lr_fraction=0.05, samples=2048)
+        default_factory=lambda: RefineSettings(steps=60, lr=0.02, final_lr_fraction=0.05, samples=2048,
+                                               candidates=4)
     )
     final_target_points: int = 8192
     polish_rounds: int = 2
@@ -258,16 +259,16 @@ def search(
     # Final, longer refinement of the winner against more scan points.
     final_target = subsample(scan, settings.final_target_points, gen).to(device)
     for _ in range(settings.polish_rounds):
-        best_pop, changed = _polish(program, genomes, best_pop, final_target, settings, gen, device)
+        best_pop, changed = _polish(program, genomes, best_pop, target, settings, gen, device)
         if not changed:
             break
     final = refine_population(program, genomes, best_pop, final_target, settings.final_refine, settings.chamfer,
                               gen, device=device)
     with torch.no_grad():
-        f_new = float(population_fitness(program, genomes, final, final_target, settings.final_refine.samples, gen,
-                                         settings.chamfer, device=device)[0])
-        f_old = float(population_fitness(program, genomes, best_pop, final_target, settings.final_refine.samples,
-                                         gen, settings.chamfer, device=device)[0])
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        f_new, f_old = (float(population_fitness(program, genomes, p, final_target, settings.final_refine.samples,
+                                                 torch.Generator().manual_seed(seed), settings.chamfer,
+                                                 candidates=4, device=device)[0]) for p in (final, best_pop))
     if not f_new <= f_old:
         final, f_new = best_pop, f_old
     return _result(program, genomes, final, f_new, history, len(scorer.cache), settings.seed)
@@ -302,7 +303,7 @@ def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, set
     seed = int(torch.randint(0, 2**62, (1,), generator=gen))
     with torch.no_grad():
         fit = population_fitness(program, genomes, refined, target, settings.polish_eval_samples,
-                                 torch.Generator().manual_seed(seed), settings.chamfer, device=device)
+                                 torch.Generator().manual_seed(seed), settings.chamfer, candidates=4, device=device)
     i = int(torch.argmin(fit))
     return take(refined, [i]), i != 0
 

@@ -35,6 +35,8 @@ class RefineSettings:
     """The learning rate decays (cosine) to this fraction of ``lr`` by the last step."""
     samples: int = 1024
     """Surface points per genome and step."""
+    candidates: int = 1
+    """Nearest samples whose triangles are tried per scan point (see mesh_cloud_chamfer)."""
     resample: bool = False
     """Draw fresh surface samples at every step. False keeps the same draws (face choices and
     barycentric coordinates from one seed) for all steps, so the objective is deterministic and Adam
@@ -69,7 +71,7 @@ def refine_population(
         for group in opt.param_groups:
             group["lr"] = settings.lr * scale
         loss = population_fitness(program, genomes, pop, target, settings.samples, draws, chamfer,
-                                  cont=cont, device=device)
+                                  cont=cont, candidates=settings.candidates, device=device)
         finite = torch.isfinite(loss)
         if not bool(finite.any()):
             break
