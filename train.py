@@ -21,16 +21,22 @@ def _scene_arg(argv: list[str]) -> str:
     return "chair"
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_config(argv: list[str]):
+    """The preset named by ``--scene`` with the command line's overrides applied, validated."""
     import tyro
 
     import configs
-    from splat.train import TrainConfig, train, validate_config
+    from splat.train import TrainConfig, validate_config
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     base = configs.preset(_scene_arg(argv))
     cfg = tyro.cli(TrainConfig, default=base, args=argv, description=__doc__.split("\n\n")[0])
-    validate_config(cfg)
+    return validate_config(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from splat.train import train
+
+    cfg = parse_config(list(sys.argv[1:] if argv is None else argv))
     result = train(cfg)
     summary = {"run": str(result.run_dir.root), "seconds": round(result.seconds, 1)}
     test = result.metrics.get("test", {})
