@@ -85,8 +85,7 @@ def test_canonical_genomes_ignore_inactive_genes(chair):
 def test_placement_decodes_the_box():
     box = PlacementBox.from_scan(torch.tensor([[0.0, 0, 1], [2, 4, 3]]), margin=0.5, z_margin=1.0, yaw_range=1.0,
                                  snap_to_floor=False)
-    assert box.floor is None
-    assert PlacementBox.from_scan(torch.tensor([[0.0, 0, 1], [2, 4, 3]])).floor == pytest.approx(1.0, abs=0.01)
+    assert not box.snap and PlacementBox.from_scan(torch.tensor([[0.0, 0, 1], [2, 4, 3]])).snap
     assert box.translation_low[:2] == (0.0, 0.0) and box.translation_high[:2] == (2.0, 4.0)
     assert box.translation_low[2] == pytest.approx(0.0, abs=0.01) and box.translation_high[2] == pytest.approx(2.0, abs=0.01)
     space = ParamSpace((Param("a", "float", 0.0, 1.0, 0.5),))

@@ -1,7 +1,8 @@
 """Fitness of genomes: one batched program evaluation + one packed Chamfer call per population.
 
 Convention:
-    With ``PlacementBox.floor`` set, each genome is lifted so its lowest active vertex rests on the floor.
+    With ``PlacementBox.snap`` each genome is lifted so its lowest active vertex rests on the floor (the
+    decoded z translation).
     The fitness of a genome is the Chamfer distance (:class:`splat.ops.ChamferSettings`) between its
     realized program surface, placed into scan coordinates (``p_scan = t + s * Rz(yaw) @ p``), and the
     target scan points (:func:`splat.ops.chamfer.mesh_cloud_chamfer`: ``samples`` area-weighted points
@@ -72,6 +73,18 @@ def place(points: Tensor, placement: Placement) -> Tensor:
     return placement.translation[:, None, :] + placement.scale[:, None, None] * rotate_z(points, placement.yaw)
 
 
+def snap_to_floor(verts: Tensor, active: Tensor, floor: Tensor) -> Tensor:
+    """Move each element of ``verts [B, V, 3]`` vertically so its lowest active vertex is at ``floor [B]``.
+
+    Differentiable through the min (to the lowest vertex) and the floor.
+    """
+    low = torch.where(active, verts[..., 2], torch.full_like(verts[..., 2], math.inf)).min(1).values
+    low = torch.where(torch.isfinite(low), low, floor.detach())
+    lift = torch.zeros_like(verts)
+    lift[..., 2] = (floor - low)[:, None]
+    return verts + lift
+
+
 class Surface(NamedTuple):
     """Surface samples of a population, in scan coordinates."""
 
@@ -105,15 +118,11 @@ def population_surface(
         z = torch.zeros(b, dtype=torch.int64, device=device)
         return Surface(torch.zeros(b, samples, 3, device=device), z[:, None].expand(b, samples), z,
                        torch.zeros(b, 3, 3, device=device), torch.tensor([[0, 1, 2]], device=device))
-    verts = place(mesh.verts.to(device), genomes.placement_of(cont, device=device))
+    placement = genomes.placement_of(cont, device=device)
+    verts = place(mesh.verts.to(device), placement)
     active = mesh.vert_active.to(device)
-    if genomes.placement.floor is not None:
-        # Rest each genome's lowest active vertex on the floor (differentiable through the min).
-        low = torch.where(active, verts[..., 2], torch.full_like(verts[..., 2], math.inf)).min(1).values
-        low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
-        lift = torch.zeros_like(verts)
-        lift[..., 2] = (genomes.placement.floor - low)[:, None]
-        verts = verts + lift
+    if genomes.placement.snap:
+        verts = snap_to_floor(verts, active, placement.translation[:, 2])
     finite = torch.isfinite(verts).all(-1) | ~active  # [B, V]
     ok = finite.all(1)
     verts = torch.where(torch.isfinite(verts), verts, torch.zeros_like(verts))

@@ -35,9 +35,10 @@ class PlacementSettings:
     margin: float = 0.25
     """Half-width of the x, y translation range as a fraction of the scan's box extent (at least 5 cm)."""
     snap_to_floor: bool = True
-    """Rest each genome's lowest point on the scan's floor instead of searching z (see PlacementBox)."""
-    z_margin: float = 0.03
-    """Without ``snap_to_floor``: half-width (metres) of the z translation range around the floor."""
+    """z places each genome's lowest point (on the floor) rather than its origin (see PlacementBox)."""
+    z_margin: float = 0.0
+    """Half-width (metres) of the searched z range around the scan's estimated floor (0: not searched,
+    see PlacementBox.from_scan for why)."""
     yaw_range: float = math.pi
     """Yaw is searched in [-yaw_range, yaw_range] radians about +Z (0 searches no rotation)."""
     log_scale_range: float = 0.0
@@ -89,6 +90,11 @@ class SearchSettings:
     handles change the fitness by little, so the comparison needs low sampling noise)."""
     """Scan points used by the final refinement of the winner."""
     chamfer: ChamferSettings = field(default_factory=lambda: ChamferSettings(squared=False))
+    final_chamfer: ChamferSettings | None = field(
+        default_factory=lambda: ChamferSettings(squared=False, direction="y_to_x"))
+    """Objective of the final refinement (None: ``chamfer``). Default: scan -> surface only, with exact
+    triangle distances: once the structure is fixed it is smooth and unbiased, whereas the surface ->
+    scan term is rough at the scale of the scan's point spacing and hides mm-size changes of small parts."""
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     progress: bool = True
     """Show a tqdm progress bar."""
@@ -108,7 +114,7 @@ class SearchResult:
     translation: tuple[float, float, float]
     yaw: float  # radians about +Z
     scale: float
-    fitness: float  # Chamfer of the winner after the final refinement (final settings)
+    fitness: float  # Chamfer (SearchSettings.chamfer) of the winner after the final refinement, final points
     history: tuple[float, ...]  # [generations run] best fitness after each generation
     evaluations: int  # distinct genomes scored
     seed: int
@@ -262,16 +268,20 @@ def search(
         best_pop, changed = _polish(program, genomes, best_pop, target, settings, gen, device)
         if not changed:
             break
-    final = refine_population(program, genomes, best_pop, final_target, settings.final_refine, settings.chamfer,
+    final_chamfer = settings.final_chamfer or settings.chamfer
+    final = refine_population(program, genomes, best_pop, final_target, settings.final_refine, final_chamfer,
                               gen, device=device)
     with torch.no_grad():
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         f_new, f_old = (float(population_fitness(program, genomes, p, final_target, settings.final_refine.samples,
-                                                 torch.Generator().manual_seed(seed), settings.chamfer,
+                                                 torch.Generator().manual_seed(seed), final_chamfer,
                                                  candidates=4, device=device)[0]) for p in (final, best_pop))
-    if not f_new <= f_old:
-        final, f_new = best_pop, f_old
-    return _result(program, genomes, final, f_new, history, len(scorer.cache), settings.seed)
+        if not f_new <= f_old:
+            final = best_pop
+        fitness = float(population_fitness(program, genomes, final, final_target, settings.final_refine.samples,
+                                           torch.Generator().manual_seed(seed), settings.chamfer, candidates=4,
+                                           device=device)[0])
+    return _result(program, genomes, final, fitness, history, len(scorer.cache), settings.seed)
 
 
 def _neighbours(genomes: GenomeSpace, best: Population) -> Population:
@@ -344,13 +354,13 @@ def _result(program, genomes: GenomeSpace, pop: Population, fitness: float, hist
     active = program.space.active(params)
     placement = genomes.placement_of(pop.cont, dtype=torch.float64)
     translation = placement.translation[0].clone()
-    if genomes.placement.floor is not None:  # the z that snapping to the floor applied
+    if genomes.placement.snap:  # the z that snapping to the floor applied
         with torch.no_grad():
             mesh = program.evaluate(genomes.params(pop, dtype=torch.float64), dtype=torch.float64,
                                     validate=False).realize()
             z = place(mesh.verts, placement)[0, :, 2][mesh.vert_active[0]]
         if z.numel():
-            translation[2] += genomes.placement.floor - float(z.min())
+            translation[2] += float(placement.translation[0, 2]) - float(z.min())
     return SearchResult(
         program=program.name,
         params=params,

@@ -48,37 +48,39 @@ class PlacementBox:
     translation_high: tuple[float, float, float]
     yaw_range: float
     log_scale_range: float = 0.0
-    floor: float | None = None
-    """When set, each genome's geometry is moved vertically so its lowest active vertex rests at this
-    height (programs stand on z = 0, scans on their floor); the z translation gene is then unused."""
+    snap: bool = False
+    """Snap to the floor: the z translation gene is the height of the floor, and each genome's geometry
+    is moved vertically so its lowest active vertex rests on it (programs stand on z = 0)."""
 
     @property
     def n_genes(self) -> int:
         return 5 if self.log_scale_range > 0 else 4
 
     @staticmethod
-    def from_scan(points: Tensor, *, margin: float = 0.25, snap_to_floor: bool = True, z_margin: float = 0.03,
+    def from_scan(points: Tensor, *, margin: float = 0.25, snap_to_floor: bool = True, z_margin: float = 0.0,
                   yaw_range: float = math.pi, log_scale_range: float = 0.0) -> "PlacementBox":
         """Centre the translation range on the scan: x, y at its box centre, z at its floor.
 
         x, y: half-width ``margin`` times the box extent (at least 5 cm), so the program's origin may sit
-        off the box centre. The floor is the 0.2% quantile of the scan's z (robust to a few outliers).
-        With ``snap_to_floor`` each genome's lowest point is put on the floor (no z gene: a free z would
-        let the search trade vertical placement against heights along a nearly flat valley, since only
-        the small feet of an object tell them apart); otherwise z is searched in floor +- ``z_margin``.
+        off the box centre. z is searched in floor +- ``z_margin`` with the floor estimated as the 0.05%
+        quantile of the scan's z (robust to a few outliers). With ``snap_to_floor`` that z is where each
+        genome's lowest point rests, instead of its origin. A free height (of the origin, or of the floor
+        with ``z_margin > 0``) lets the search trade vertical placement against the program's heights
+        along a nearly flat valley (only the small feet of an object tell them apart), hence the default
+        ``z_margin = 0``: the floor is taken from the scan.
         """
         lo = points.min(0).values.double()
         hi = points.max(0).values.double()
-        floor = torch.quantile(points[:, 2].double(), 0.002)
+        floor = torch.quantile(points[:, 2].double(), 0.0005)
         centre = torch.stack([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, floor])
         half = torch.clamp(margin * (hi - lo), min=0.05)
-        half[2] = 0.0 if snap_to_floor else z_margin
+        half[2] = z_margin
         return PlacementBox(
             translation_low=tuple(float(v) for v in centre - half),
             translation_high=tuple(float(v) for v in centre + half),
             yaw_range=float(yaw_range),
             log_scale_range=float(log_scale_range),
-            floor=float(floor) if snap_to_floor else None,
+            snap=snap_to_floor,
         )
 
 
