@@ -83,12 +83,14 @@ class OptimConfig:
     """Learning rate of SH DC colour coefficients (higher degrees use a 20th of it)."""
     lr_residuals: float = 1e-3
     """Learning rate of per-copy colour residuals (when enabled)."""
-    lr_program: float = 2e-3
+    lr_program: float = 5e-3
     """Learning rate of the program's continuous parameters, in normalised [0,1] units."""
     lr_placement: float = 1e-3
     """Learning rate of the placement (translation in metres, yaw in radians, log-scale)."""
     lr_final_ratio: float = 0.01
-    """Exponential decay of every learning rate: at the last step it is this fraction of its start."""
+    """Exponential decay of the Gaussian learning rates: at the last step this fraction of the start."""
+    lr_program_final_ratio: float = 0.1
+    """The same for the program parameters and the placement."""
     program_start: int = 100
     """Step at which the program parameters and the placement start to move (Gaussians settle first)."""
     downscale: int = 1
@@ -110,8 +112,8 @@ class LossConfig:
     depth: float = 0.1
     """Weight of the expected-depth L1 loss against the depth maps (metres, on the mask)."""
     chamfer: float = 1.0
-    """Weight of the Chamfer distance (squared, metres^2 scaled by 1/extent^2) between the program's
-    surface samples and the scan."""
+    """Weight of the one-sided Chamfer distance from the scan to the program's surface samples
+    (squared, metres^2 scaled by 1/extent^2)."""
     chamfer_samples: int = 2000
     """Program surface samples per step for the Chamfer loss."""
     chamfer_scan_points: int = 5000
@@ -242,6 +244,8 @@ def validate_config(cfg: TrainConfig, *, file: str | os.PathLike | None = None) 
         v = getattr(o, name)
         _check(v >= 0.0, f"optim.{name}", f"must be >= 0, got {v}", f)
     _check(0.0 < o.lr_final_ratio <= 1.0, "optim.lr_final_ratio", f"must be in (0, 1], got {o.lr_final_ratio}", f)
+    _check(0.0 < o.lr_program_final_ratio <= 1.0, "optim.lr_program_final_ratio",
+           f"must be in (0, 1], got {o.lr_program_final_ratio}", f)
     _check(o.program_start >= 0, "optim.program_start", f"must be >= 0, got {o.program_start}", f)
     _check(1 <= o.downscale <= 8, "optim.downscale", f"must be in [1, 8], got {o.downscale}", f)
     _check(o.full_res_steps >= 0, "optim.full_res_steps", f"must be >= 0, got {o.full_res_steps}", f)

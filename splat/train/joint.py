@@ -5,8 +5,8 @@ L1 + D-SSIM, alpha-vs-mask, expected depth vs the depth map, Chamfer between the
 samples and the scan, and the surface/scale regularisers (see :mod:`splat.train.losses`). Adam per
 Gaussian attribute (one optimizer per parameter, so densification resizes them in one place), one for
 the program's normalised float parameters and one for the placement; every learning rate decays
-exponentially to ``lr_final_ratio`` of itself, and the program/placement ones are 0 before
-``program_start``.
+exponentially (Gaussians to ``lr_final_ratio``, program/placement to ``lr_program_final_ratio`` of
+their start), and the program/placement ones are 0 before ``program_start``.
 """
 
 from __future__ import annotations
@@ -74,11 +74,13 @@ def base_lr(cfg: TrainConfig, name: str) -> float:
 def set_learning_rates(cfg: TrainConfig, opts: dict[str, torch.optim.Optimizer], step: int) -> None:
     """Exponential decay to lr_final_ratio at the last step; program/placement frozen before program_start."""
     frac = step / max(cfg.optim.steps - 1, 1)
-    decay = cfg.optim.lr_final_ratio ** frac
     for name, opt in opts.items():
-        lr = base_lr(cfg, name) * decay
-        if name in ("program", "placement") and step < cfg.optim.program_start:
-            lr = 0.0
+        if name in ("program", "placement"):
+            lr = base_lr(cfg, name) * cfg.optim.lr_program_final_ratio ** frac
+            if step < cfg.optim.program_start:
+                lr = 0.0
+        else:
+            lr = base_lr(cfg, name) * cfg.optim.lr_final_ratio ** frac
         for g in opt.param_groups:
             g["lr"] = lr
 

@@ -42,9 +42,14 @@ def depth_loss(expected_depth: Tensor, depth: Tensor, mask: Tensor | None) -> Te
 
 
 def chamfer_loss(surface: Tensor, scan: Tensor, extent: float) -> Tensor:
-    """Two-sided squared Chamfer between program surface samples ``[S, 3]`` and the scan ``[P, 3]``,
-    divided by ``extent^2`` so it is scale-free."""
-    res = chamfer_distance(surface[None], scan[None].to(surface.dtype), settings=ChamferSettings(squared=True))
+    """One-sided squared Chamfer from the scan ``[P, 3]`` to program surface samples ``[S, 3]``
+    (completeness), divided by ``extent^2`` so it is scale-free.
+
+    One-sided on purpose: surfaces no camera saw (the underside of a seat) have no scan points, and
+    the program->scan term would pull them onto the visible side, biasing thin parts thinner. Extra
+    program surface is penalised by the photometric and mask losses instead."""
+    res = chamfer_distance(surface[None], scan[None].to(surface.dtype),
+                           settings=ChamferSettings(squared=True, direction="y_to_x"))
     return res.loss[0] / (extent**2)
 
 
