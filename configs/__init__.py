@@ -27,13 +27,20 @@ SCENES_DIR = REPO / "assets" / "scenes"
 
 
 def chair() -> TrainConfig:
-    """The default chair scene: structure search, then joint training; ~10 min on 2 CPU cores."""
+    """The default chair scene: structure search + silhouette check, then 1000 joint steps.
+
+    The program's parameters and placement stay at the search's values here (learning rates 0): on the
+    shipped scenes the photometric/mask gradients, biased by the Gaussians' blur past the primitives'
+    edges, shrank thin parts (leg size, back and seat thickness) by several % of their range within a few
+    hundred steps, while the search alone lands within ~2%. Re-enable with ``--optim.lr-program 5e-3
+    --optim.lr-placement 1e-3`` (the gradients do reach them: tests/test_gaussians.py).
+    """
     return TrainConfig(
         scene="chair",
         search=SearchConfig(population=32, generations=20),
         gaussians=GaussianConfig(num_init=12000),
-        optim=OptimConfig(steps=1500),
-        densify=DensifyConfig(start=100, stop=1000, every=100, max_gaussians=40000),
+        optim=OptimConfig(steps=1000, lr_program=0.0, lr_placement=0.0),
+        densify=DensifyConfig(start=100, stop=800, every=100, max_gaussians=40000),
     )
 
 

@@ -173,7 +173,8 @@ class JointTrainer:
         l_depth = depth_loss(ed, data.depths[v], mask) if (data.depths is not None and cfg.loss.depth > 0) else zero
         loss = loss + cfg.loss.mask * l_mask + cfg.loss.depth * l_depth / self.extent
         l_cham = zero
-        if cfg.loss.chamfer > 0 and step >= cfg.optim.program_start and data.scan.shape[0] > 0:
+        geometry_trains = cfg.optim.lr_program > 0 or cfg.optim.lr_placement > 0
+        if cfg.loss.chamfer > 0 and geometry_trains and step >= cfg.optim.program_start and data.scan.shape[0] > 0:
             rm = geo.realize()
             s = sample_surface(rm.verts, rm.faces, cfg.loss.chamfer_samples, self.generator,
                                face_active=rm.face_active)
