@@ -77,7 +77,17 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def bench_full_search():
+def bench_full_search(threads: int | None = None):
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        _full_search()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _full_search():
     program = load_program("chair")
     hidden, scan = hidden_case(program, 2)
     settings = SearchSettings(seed=0, population=32, generations=20, progress=False,
@@ -86,7 +96,7 @@ def bench_full_search():
     res = search(program, scan, settings)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     structure, worst = recovered(program, hidden, res)
-    print(f"Full chair search (population 32, up to 20 generations; ran {len(res.history)}, "
+    print(f"Full chair search, torch threads {torch.get_num_threads()} (population 32, up to 20 generations; ran {len(res.history)}, "
           f"{res.evaluations} genomes scored)")
     print(f"  wall {wall:6.1f} s (goal <= 60 s), process CPU {cpu:6.1f} s; fitness {res.fitness:.4g}; "
           f"structure {'ok' if structure else 'WRONG'}; worst continuous error {100 * worst:.2f}% of range")
@@ -116,6 +126,7 @@ def main():
     args = ap.parse_args()
     print(f"torch threads {torch.get_num_threads()} (timings noisy: other jobs share the cores)")
     bench_generation()
+    bench_full_search(threads=1)
     bench_full_search()
     if args.recovery:
         bench_recovery(args.recovery, args.programs or list(available_programs()))

@@ -38,6 +38,9 @@ def _parse(argv):
                     help="rounds of structure polishing after the GA (default: settings)")
     ap.add_argument("--trim", type=float, default=0.0, help="fraction of worst point distances ignored (0..1)")
     ap.add_argument("--voxel", type=float, default=0.005, help="voxel size (m) when fusing scene depth maps")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: the search is many small batched ops, and on a "
+                         "2-core machine a second thread costs more than it saves; 0 keeps torch's default)")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
@@ -55,6 +58,7 @@ def main(argv=None) -> None:
     _check(args.scale_range, 0 <= args.scale_range < 10, "--scale-range", "must lie in [0, 10)")
     _check(args.trim, 0 <= args.trim < 1, "--trim", "must lie in [0, 1)")
     _check(args.voxel, args.voxel > 0, "--voxel", "must be > 0")
+    _check(args.threads, args.threads >= 0, "--threads", "must be >= 0")
     if args.polish_rounds is not None:
         _check(args.polish_rounds, args.polish_rounds >= 0, "--polish-rounds", "must be >= 0")
     if args.final_steps is not None:
@@ -66,6 +70,10 @@ def main(argv=None) -> None:
     from splat.program import load_program
     from splat.search.ga import PlacementSettings, SearchSettings, search
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # this process is the CLI; the library never sets it
     program = load_program(args.program)
     if args.points:
         points, scan_file = read_ply_points(args.points), args.points
