@@ -1,6 +1,6 @@
 """The trainer end to end on tiny scenes: smoke runs, run-folder contents, resume, train/test isolation.
 
-Budget: fast tests < 60 s together on 2 cores (a 32x32 synthetic "stool" scene made by the test, 2-4
+Budget: fast tests ~70 s together on 2 cores (a 32x32 synthetic "stool" scene made by the test, 2-6
 steps); the slow test (chair, shrunk) < 4 min.
 """
 
@@ -143,7 +143,7 @@ def test_chair_shrunk_beats_psnr_and_recovers_structure(tmp_path):
     base = configs.preset("chair")
     cfg = dataclasses.replace(
         base, output_dir=tmp_path, run="slow",
-        search=SearchConfig(population=24, generations=8),
+        search=SearchConfig(),  # the full search: a shrunk one mis-sizes the back (-> PSNR < 25)
         optim=dataclasses.replace(base.optim, steps=150, program_start=50),
         densify=dataclasses.replace(base.densify, start=50, stop=120, every=50),
         log=LogConfig(every=10, image_every=0, checkpoint_every=0, progress=False),
