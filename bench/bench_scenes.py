@@ -1,0 +1,186 @@
+"""Train every shipped scene and append one results table to ``bench/RESULTS.md`` (run over run).
+
+For each scene in ``assets/scenes/`` with a preset in ``configs/`` the preset is trained through the
+trainer's Python API (``splat.train.train``, as ``python train.py --scene X``), then the run is scored
+by the evaluation entry point (``splat.evaluate.evaluate_run``) on the scene's held-out views: PSNR /
+SSIM over the whole image, Chamfer-L2 and F-score@1/2 cm against the ground-truth mesh, parameter MAE
+(% of range, active continuous parameters) and discrete accuracy. A scene without a program of its own
+(the third-party ``stool``) is fitted with the ``table`` program and the table preset, its closest
+approximation; it has no ground-truth parameters, so those columns are empty.
+
+    python bench/bench_scenes.py [--scenes chair,table] [--quick] [--out DIR] [--results bench/RESULTS.md]
+
+``--quick`` shrinks the search and the joint stage (a check that the pipeline runs, not quality numbers;
+its rows are labelled quick). Each run appends a section with the date, the machine (nproc, load
+average) and the git commit; the file is rewritten atomically. Other jobs share the cores, so wall times
+are noisy: compare them only with the load average beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STAND_INS = {"stool": "table"}
+"""Scenes without a program of their own -> the program (and preset) that approximates them."""
+
+
+def shipped_scenes() -> list[str]:
+    root = REPO / "assets" / "scenes"
+    return sorted(p.name for p in root.iterdir() if (p / "transforms.json").is_file())
+
+
+def scene_config(name: str, quick: bool):
+    """(TrainConfig, program label) for a shipped scene, or (None, reason) when it cannot be trained."""
+    import configs
+
+    scene_dir = REPO / "assets" / "scenes" / name
+    if name in configs.PRESETS:
+        cfg = configs.preset(name)
+        program = cfg.program or json.loads((scene_dir / "transforms.json").read_text()).get("program") or "?"
+    elif name in STAND_INS:
+        stand_in = STAND_INS[name]
+        cfg = dataclasses.replace(configs.preset(stand_in), scene=str(scene_dir), program=stand_in)
+        program = f"{stand_in} (stand-in)"
+    else:
+        return None, "no preset and no stand-in program"
+    program = Path(str(program)).stem
+    if quick:
+        cfg = quick_config(cfg)
+    return cfg, program
+
+
+def quick_config(cfg):
+    """A shrunk config: small search, 150 joint steps, few Gaussians (minutes for all scenes)."""
+    r = dataclasses.replace
+    return r(cfg,
+             search=r(cfg.search, population=12, generations=4, final_refine_steps=20),
+             gaussians=r(cfg.gaussians, num_init=3000),
+             optim=r(cfg.optim, steps=150),
+             densify=r(cfg.densify, start=50, stop=120, every=50, max_gaussians=8000),
+             log=r(cfg.log, image_every=0, checkpoint_every=0, progress=False),
+             eval=r(cfg.eval, surface_samples=5000, save_renders=False))
+
+
+def machine_line() -> str:
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "?"
+    return f"nproc {os.cpu_count()}, load average {load}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def row(scene: str, program: str, quick: bool, seconds: float, m: dict) -> str:
+    t = m.get("test", {})
+    g = m.get("geometry_vs_gt_mesh") or {}
+    pe = m.get("param_errors") or {}
+    cl2 = g.get("chamfer_l2")
+    cells = [scene + (" (quick)" if quick else ""), program, f"{seconds:.0f}",
+             _fmt(t.get("psnr"), ".2f"), _fmt(t.get("ssim"), ".4f"),
+             _fmt(None if cl2 is None else cl2 * 1e6, ".1f"),
+             _fmt(g.get("fscore@1cm"), ".3f"), _fmt(g.get("fscore@2cm"), ".3f"),
+             _fmt(pe.get("continuous_mae_pct"), ".2f"), _fmt(pe.get("discrete_accuracy"), ".3f")]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = ("| scene | program | wall s | PSNR dB | SSIM | Chamfer-L2 mm^2 | F@1cm | F@2cm | param MAE % | "
+          "discrete acc |\n|---|---|---|---|---|---|---|---|---|---|")
+
+PREAMBLE = """# Scene benchmark results
+
+Written by `python bench/bench_scenes.py` (one section per run, newest last). Held-out test views;
+PSNR/SSIM over the whole image on the scene background; Chamfer-L2 and F-score against the scene's
+ground-truth mesh; parameter MAE in % of range over active continuous parameters. Wall time is the
+whole training run (search + joint stage + the trainer's evaluation) on a shared machine: noisy.
+"""
+
+
+def append_section(results: Path, text: str) -> None:
+    from splat.io import write_text_atomic
+
+    old = results.read_text(encoding="utf-8") if results.is_file() else PREAMBLE
+    write_text_atomic(results, old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenes", default=None, help="comma-separated scene names (default: every shipped scene)")
+    ap.add_argument("--quick", action="store_true", help="shrunk search and joint stage (a fast check)")
+    ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder)")
+    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"), help="markdown file to append to")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+
+    from splat.evaluate import EvalSettings, evaluate_run
+    from splat.train import train
+
+    known = shipped_scenes()
+    names = known if args.scenes is None else [s.strip() for s in args.scenes.split(",") if s.strip()]
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        sys.exit(f"error: --scenes: unknown {unknown}; shipped scenes: {', '.join(known)}")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_scenes_"))
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine_before = machine_line()
+    commit = git_commit()
+    print(f"{started}  {machine_before}  commit {commit}  (timings noisy: other jobs share the cores)")
+
+    rows, notes = [], []
+    for name in names:
+        cfg, program = scene_config(name, args.quick)
+        if cfg is None:
+            notes.append(f"- {name}: skipped ({program})")
+            print(f"{name}: skipped ({program})")
+            continue
+        cfg = dataclasses.replace(cfg, output_dir=out, run=f"bench_{name}", threads=args.threads,
+                                  log=dataclasses.replace(cfg.log, progress=False))
+        print(f"{name}: training ({program}{', quick' if args.quick else ''}) ...", flush=True)
+        t0 = time.perf_counter()
+        result = train(cfg)
+        seconds = time.perf_counter() - t0
+        m = evaluate_run(EvalSettings(run=result.run_dir.root, scene=REPO / "assets" / "scenes" / name,
+                                      surface_samples=cfg.eval.surface_samples))
+        (result.run_dir.root / "bench_eval.json").write_text(json.dumps(m, indent=2))
+        rows.append(row(name, program, args.quick, seconds, m))
+        print(rows[-1], flush=True)
+
+    section = [f"## {started}{' (quick)' if args.quick else ''}", "",
+               f"- machine: {machine_before} at start, {machine_line()} at end",
+               f"- commit: {commit}",
+               f"- mode: {'--quick (shrunk search and 150 joint steps: not quality numbers)' if args.quick else 'presets'}",
+               *notes, "", HEADER, *rows]
+    text = "\n".join(section)
+    print("\n" + text)
+    if rows:
+        append_section(Path(args.results), text)
+        print(f"\nappended to {args.results}; runs in {out}")
+
+
+if __name__ == "__main__":
+    main()
