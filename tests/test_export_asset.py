@@ -194,8 +194,10 @@ def test_export_edited_assets_round_trip(run_dir):
 
 
 @pytest.mark.blender
-def test_object_blend_reopens_and_evaluates_to_our_geometry(run_dir, tmp_path):
+def test_object_blend_reopens_and_evaluates_to_our_geometry(tmp_path):
     from splat.blender.evaluate import BlenderProgram
+
+    run_dir = make_run(tmp_path / "placed", num=200, placement=_yaw_placement(0.7))
 
     asset = load_asset(run_dir).with_params({"Seat Height": 0.55, "Legs Type": 1})
     res = export(ExportConfig(run=run_dir, out=tmp_path / "blend", set=("Seat Height=0.55", "Legs Type=1"),
@@ -208,3 +210,8 @@ def test_object_blend_reopens_and_evaluates_to_our_geometry(run_dir, tmp_path):
     d2, _ = cKDTree(mesh.vertices).query(verts)
     assert max(d1.max(), d2.max()) < 1e-5
     assert mesh.polygons == int(ours.n_polys[0])
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=str(res.files[0]))
+    obj = bpy.data.objects[asset.program.name]
+    np.testing.assert_allclose(np.array(obj.matrix_world), asset.placement, atol=1e-6)

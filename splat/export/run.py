@@ -91,10 +91,13 @@ def export(cfg: ExportConfig) -> ExportResult:
 
 
 def write_blend(path: Path, asset) -> Path:
-    """``object.blend``: the program with ``asset.params`` as live modifier inputs (program frame)."""
+    """``object.blend``: the program with ``asset.params`` as live modifier inputs; the object carries the
+    run's placement as its world matrix, so it sits where the scan put it (the modifier works in the
+    program's own frame, as the evaluator does)."""
     from splat.blender.exporter import export_blend
 
-    return export_blend(asset.program.graph.to_dict(), dict(asset.params), path, object_name=asset.program.name)
+    return export_blend(asset.program.graph.to_dict(), dict(asset.params), path, object_name=asset.program.name,
+                        matrix_world=asset.placement)
 
 
 def main(argv: Optional[list[str]] = None) -> ExportResult:
