@@ -77,6 +77,7 @@ def test_gt_mesh_metrics_and_scene_override(run_and_scene, tmp_path):
     the run's own program surface written as the GT mesh scores Chamfer 0 and F-score 1."""
     import shutil
 
+    import torch
     import trimesh
 
     from splat.export import load_asset
@@ -84,7 +85,7 @@ def test_gt_mesh_metrics_and_scene_override(run_and_scene, tmp_path):
     run, scene = run_and_scene
     scene2 = tmp_path / "scene"
     shutil.copytree(scene, scene2)
-    rm = load_asset(run).geometry(dtype=__import__("torch").float64).realize()
+    rm = load_asset(run).geometry(dtype=torch.float64).realize()
     faces = rm.faces[rm.face_active[0]].numpy()
     trimesh.Trimesh(rm.verts[0].numpy(), faces, process=False).export(scene2 / "gt_mesh.ply")
     meta = json.loads((scene2 / "transforms.json").read_text())
