@@ -24,8 +24,11 @@ def gsplat_available() -> bool:
 
 
 def rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quats, scales, covars,
-                     sh_degree, backgrounds, settings):
-    """Call gsplat.rasterization (non-packed, so means2d is [C, N, 2]) and wrap its outputs."""
+                     sh_degree, backgrounds, settings, n_invalid):
+    """Call gsplat.rasterization (non-packed, so means2d is [C, N, 2]) and wrap its outputs.
+
+    Non-finite Gaussians were already culled by the caller (zero opacity: gsplat skips them);
+    ``n_invalid`` is their count, passed through to the result."""
     import gsplat
 
     from splat.render.functional import RasterResult
@@ -34,24 +37,7 @@ def rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quat
 
     if means.dtype != torch.float32:
         raise SplatError(f"the gsplat backend needs float32 tensors, got {means.dtype}", field="means")
-    n, n_cam = means.shape[0], viewmats.shape[0]
-    invalid = ~torch.isfinite(means).all(-1) | ~torch.isfinite(opacities)
-    invalid |= ~torch.isfinite(colors.flatten(1)).all(-1)
-    if covars is not None:
-        invalid |= ~torch.isfinite(covars.reshape(n, 9)).all(-1)
-    else:
-        invalid |= ~torch.isfinite(quats).all(-1) | ~torch.isfinite(scales).all(-1)
-    n_invalid = int(invalid.sum())
-    if n_invalid:
-        keep = ~invalid
-        means = torch.where(keep[:, None], means, 0.0)
-        opacities = torch.where(keep, opacities, 0.0)  # opacity 0 -> culled by gsplat
-        colors = torch.where(keep.reshape((n,) + (1,) * (colors.dim() - 1)), colors, 0.0)
-        if covars is not None:
-            covars = torch.where(keep[:, None, None], covars, 0.0)
-        else:
-            quats = torch.where(keep[:, None], quats, torch.ones_like(quats))
-            scales = torch.where(keep[:, None], scales, 0.0)
+    n_cam = viewmats.shape[0]
     if backgrounds is not None and backgrounds.dim() == 1:
         backgrounds = backgrounds[None].expand(n_cam, -1)
     if covars is not None:

@@ -75,6 +75,31 @@ class RasterResult(NamedTuple):
     backend: str  # the backend that ran: "cpu", "torch" or "gsplat"
 
 
+
+def _cull_non_finite(means, opacities, colors, quats, scales, covars):
+    """Replace the rows of Gaussians with a NaN/Inf in any of their inputs by harmless values: zero
+    opacity and size, identity rotation (so they get zero gradient and are never drawn). Returns the
+    cleaned inputs and the culled mask [N] bool."""
+    n = means.shape[0]
+    invalid = ~torch.isfinite(means).all(-1) | ~torch.isfinite(opacities)
+    invalid |= ~torch.isfinite(colors.flatten(1)).all(-1)
+    if covars is not None:
+        invalid |= ~torch.isfinite(covars.reshape(n, 9)).all(-1)
+    else:
+        invalid |= ~torch.isfinite(quats).all(-1) | ~torch.isfinite(scales).all(-1)
+    if bool(invalid.any()):
+        keep = ~invalid
+        means = torch.where(keep[:, None], means, 0.0)
+        opacities = torch.where(keep, opacities, 0.0)
+        colors = torch.where(keep.reshape((n,) + (1,) * (colors.dim() - 1)), colors, 0.0)
+        if covars is not None:
+            covars = torch.where(keep[:, None, None], covars, 0.0)
+        else:
+            identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=quats.dtype, device=quats.device)
+            quats = torch.where(keep[:, None], quats, identity)
+            scales = torch.where(keep[:, None], scales, 0.0)
+    return means, opacities, colors, quats, scales, covars, invalid
+
 def rasterize(
     means: Tensor,  # [N, 3]
     opacities: Tensor,  # [N]
@@ -118,30 +143,15 @@ def rasterize(
         backgrounds,
     )
     backend = _choose_backend(s.backend, device)
+    means, opacities, colors, quats, scales, covars, invalid = _cull_non_finite(
+        means, opacities, colors, quats, scales, covars)
+    n_invalid = int(invalid.sum())
     if backend == "gsplat":
         from splat.render._gsplat import rasterize_gsplat
 
         return rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quats, scales,
-                                covars, sh_degree, backgrounds, s)
+                                covars, sh_degree, backgrounds, s, n_invalid)
 
-    # Cull Gaussians with non-finite inputs: replace their rows by harmless values (gradient 0).
-    invalid = ~torch.isfinite(means).all(-1) | ~torch.isfinite(opacities)
-    invalid |= ~torch.isfinite(colors.flatten(1)).all(-1)
-    if covars is not None:
-        invalid |= ~torch.isfinite(covars.reshape(n, 9)).all(-1)
-    else:
-        invalid |= ~torch.isfinite(quats).all(-1) | ~torch.isfinite(scales).all(-1)
-    n_invalid = int(invalid.sum())
-    if n_invalid:
-        keep = ~invalid
-        means = torch.where(keep[:, None], means, 0.0)
-        opacities = torch.where(keep, opacities, 0.0)
-        colors = torch.where(keep.reshape((n,) + (1,) * (colors.dim() - 1)), colors, 0.0)
-        if covars is not None:
-            covars = torch.where(keep[:, None, None], covars, 0.0)
-        else:
-            quats = torch.where(keep[:, None], quats, torch.tensor([1.0, 0, 0, 0], dtype=dtype, device=device))
-            scales = torch.where(keep[:, None], scales, 0.0)
     _check_opacities(opacities)
     if covars is None:
         covars = quat_scale_components(quats, scales)
