@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written file, and a crash never loses the old one.
+"""Atomic file writes (a reader never sees a half-written file, a crash never loses the old one) and
+the one JSON reader that turns a missing, unreadable or malformed file into a :class:`SplatError`.
 
 Every output of the project (scenes, checkpoints, assets, metrics) goes through these helpers: write to
 a temporary name in the same folder, flush and fsync, then ``os.replace`` onto the final name.
@@ -12,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from splat.errors import SplatError
 
 
 @contextlib.contextmanager
@@ -57,3 +60,22 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse the JSON file at ``path``; every way it can be unusable is a :class:`SplatError` naming it.
+
+    Loading JSON never executes code. Callers validate the structure themselves.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SplatError("cannot read: file not found", file=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SplatError(f"cannot read: {err}", file=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SplatError(f"malformed JSON, not valid JSON at line {err.lineno} column {err.colno}: {err.msg}",
+                         file=path) from None

@@ -24,7 +24,6 @@ midpoint for floats, the low end for ints and false for bools.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
+from splat.io import read_json
 
 FORMAT = "splat.params/1"
 PARAM_TYPES = ("float", "int", "bool")
@@ -98,13 +98,7 @@ class ParamSpace:
     @staticmethod
     def load(path: str | os.PathLike) -> "ParamSpace":
         path = Path(path)
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise SplatError(f"cannot read parameter space: {e}", file=path) from None
-        except json.JSONDecodeError as e:
-            raise SplatError(f"not valid JSON: {e}", file=path) from None
-        return ParamSpace.from_dict(obj, file=path)
+        return ParamSpace.from_dict(read_json(path), file=path)
 
     @staticmethod
     def from_dict(obj: Any, *, file: str | os.PathLike | None = None) -> "ParamSpace":

@@ -12,7 +12,6 @@ bare graph (its space then comes from the interface's min/max/defaults).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
+from splat.io import read_json
 from splat.geonodes import Geometry, Graph, load_graph
 from splat.geonodes.evaluator import evaluate_graph
 from splat.io import write_json_atomic
@@ -59,12 +59,7 @@ class ShapeProgram:
             if not graph_path.exists():
                 raise SplatError("program directory has no graph.json", file=path)
             return ShapeProgram.from_files(graph_path, params_path if params_path.exists() else None, name=path.name)
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise SplatError(f"cannot read program: {e}", file=path) from None
-        except json.JSONDecodeError as e:
-            raise SplatError(f"not valid JSON: {e}", file=path) from None
+        obj = read_json(path)
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             return ShapeProgram.from_dict(obj, file=path)
         graph = load_graph(obj, file=path)

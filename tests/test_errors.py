@@ -63,3 +63,23 @@ def test_atomic_write_uses_normal_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    from splat.io import read_json
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json(good) == {"a": [1, 2]}
+    with pytest.raises(SplatError, match="file not found") as e:
+        read_json(tmp_path / "missing.json")
+    assert e.value.file == str(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1,\n oops}')
+    with pytest.raises(SplatError, match="malformed JSON.*line 2") as e:
+        read_json(bad)
+    assert e.value.file == str(bad)
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SplatError, match="cannot read"):
+        read_json(binary)

@@ -15,23 +15,12 @@ User errors print one line and exit 2 (splat.cli.run_cli).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from splat.cli import run_cli
 from splat.errors import SplatError
-from splat.io import write_json_atomic
-
-
-def _read_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise SplatError("no such file", file=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SplatError(f"malformed JSON ({err})", file=path) from None
+from splat.io import read_json, write_json_atomic
 
 
 def _cmd_import(args) -> None:
@@ -58,7 +47,7 @@ def _cmd_export(args) -> None:
     graph, space = _load_program(Path(args.program))
     values = space.defaults()
     if args.params is not None:
-        given = _read_json(Path(args.params))
+        given = read_json(Path(args.params))
         if not isinstance(given, dict):
             raise SplatError("must be a JSON object of parameter values", file=args.params)
         values = space.validate(given, file=args.params)

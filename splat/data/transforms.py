@@ -23,7 +23,6 @@ Every problem is a :class:`SplatError` naming the transforms.json and the field 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -36,6 +35,7 @@ from splat.data.camera import Camera, intrinsics_matrix, rigidity_error
 from splat.data.images import read_depth, read_image, read_mask
 from splat.data.scene import Scene, check_split_names, resolve_inside
 from splat.errors import SplatError
+from splat.io import read_json
 
 TRANSFORMS = "transforms.json"
 DEFAULT_DEPTH_SCALE = 1e-3
@@ -123,10 +123,7 @@ def read_transforms(root: str | os.PathLike) -> tuple[Path, dict]:
         path = path / TRANSFORMS
     if not path.is_file():
         raise SplatError("scene has no transforms.json (is this a scene folder?)", file=path)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SplatError(f"malformed JSON: {err}", file=path) from None
+    meta = read_json(path)
     if not isinstance(meta, dict):
         raise SplatError("top level must be a JSON object", file=path)
     return path, meta

@@ -29,7 +29,7 @@ import torch
 
 from splat.errors import SplatError
 from splat.export.ply import SplatCloud, splats_from_world, write_splats_ply
-from splat.io import atomic_path, write_json_atomic
+from splat.io import atomic_path, read_json, write_json_atomic
 
 PARAMS_FORMAT = "splat.fitted/1"
 PROGRAM_FILE = "program.json"
@@ -228,7 +228,7 @@ def read_params_json(path: str | os.PathLike, space: Any | None = None) -> tuple
     """Read ``params.json`` -> (params, placement [4, 4]). Accepts a bare ``{name: value}`` object too
     (placement = identity). With ``space``, values are validated (SplatError naming the parameter)."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise SplatError("top level must be a JSON object", file=path)
     if "format" in data:
@@ -243,15 +243,6 @@ def read_params_json(path: str | os.PathLike, space: Any | None = None) -> tuple
     if space is not None:
         params = plain_params(space.validate(snap_to_range(params, space), file=path), space)
     return dict(params), placement
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise SplatError("file not found", file=path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SplatError(f"malformed JSON: {err}", file=path) from None
 
 
 def write_assets(assets_dir: str | os.PathLike, program: Any, params: Mapping[str, Any], gaussians: Any,

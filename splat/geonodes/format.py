@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from splat.errors import SplatError
+from splat.io import read_json
 from splat.geonodes import nodes_geometry, nodes_math, nodes_mesh  # noqa: F401  (register node types)
 from splat.geonodes.spec import REGISTRY, SOCKET_TYPES, SocketSpec, can_convert
 
@@ -352,14 +353,7 @@ def load_graph(source: str | os.PathLike | Mapping[str, Any], *, file: str | os.
     """
     if isinstance(source, (str, os.PathLike)):
         file = Path(source)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise SplatError(f"cannot read graph: {e}", file=file) from None
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SplatError(f"not valid JSON: {e}", file=file) from None
+        raw = read_json(file)
     else:
         raw = source
     try:

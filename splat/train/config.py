@@ -11,7 +11,6 @@ Presets keyed by scene name live in ``configs/`` (see :mod:`configs`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import types
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from splat.errors import SplatError
+from splat.io import read_json
 
 
 @dataclass(frozen=True)
@@ -372,11 +372,5 @@ def save_config(path: str | os.PathLike, cfg: TrainConfig) -> None:
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read a config.json written by :func:`save_config` (validated)."""
     p = os.fspath(path)
-    try:
-        with open(p, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise SplatError("config file not found", file=p) from None
-    except json.JSONDecodeError as err:
-        raise SplatError(f"malformed JSON ({err.msg} at line {err.lineno})", file=p) from None
+    data = read_json(p)
     return validate_config(config_from_dict(TrainConfig, data, file=p), file=p)
