@@ -76,3 +76,49 @@ def test_deterministic_for_a_seed():
     c = sample_surface(verts, faces, 100, torch.Generator().manual_seed(8))
     torch.testing.assert_close(a.points, b.points)
     assert not torch.equal(a.points, c.points)
+
+
+def test_stratified_counts_follow_area_and_points_stay_inside_their_face():
+    from splat.ops.sampling import sample_surface_stratified
+
+    verts, faces = _two_triangles()
+    s = sample_surface_stratified(verts, faces, 1000.0)
+    counts = torch.bincount(s.face_idx[0, : s.lengths[0]], minlength=3)
+    assert counts.tolist() == [500, 2000, 1500]  # round(area * density)
+    assert (s.bary >= -1e-12).all() and torch.allclose(s.bary[0, : s.lengths[0]].sum(-1), torch.ones(4000, dtype=torch.float64))
+    # Even spread inside a triangle: each quarter of triangle 1 (by its midpoint subdivision) gets ~1/4.
+    pts = s.points[0, : s.lengths[0]][s.face_idx[0, : s.lengths[0]] == 1]
+    x, y = pts[:, 0], pts[:, 1]
+    quarter = torch.where(x >= 1, 0, torch.where(y >= 1, 1, torch.where(x + y <= 1, 2, 3)))
+    assert (torch.bincount(quarter, minlength=4) - 500).abs().max() <= 15
+
+
+def test_stratified_points_depend_only_on_the_face_and_flow_gradients():
+    from splat.ops.sampling import sample_surface_stratified
+
+    verts, faces = _two_triangles()
+    moved = verts.clone()
+    moved[0, 6:] += 0.5  # only triangle 2 moves
+    both = torch.cat([verts, moved]).requires_grad_(True)
+    active = torch.tensor([[True, True, True], [True, True, False]])
+    s = sample_surface_stratified(both, faces, 300.0, active)
+    assert s.lengths.tolist() == [1200, 750]
+    same = lambda b, f: s.points[b, : s.lengths[b]][s.face_idx[b, : s.lengths[b]] == f]  # noqa: E731
+    assert torch.equal(same(0, 0), same(1, 0)) and torch.equal(same(0, 1), same(1, 1))
+    assert (s.points[1, 750:] == 0).all()  # padding
+    s.points.sum().backward()
+    assert both.grad[1, 6:].abs().sum() == 0 and both.grad[0, 6:].abs().sum() > 0  # inactive face: no grad
+
+
+def test_stratified_density_cap_and_bad_input():
+    import pytest
+
+    from splat.ops.sampling import sample_surface_stratified
+
+    verts, faces = _two_triangles()
+    s = sample_surface_stratified(verts, faces, 1e6, max_points=400)
+    assert 390 <= int(s.lengths[0]) <= 410
+    with pytest.raises(ValueError, match="density"):
+        sample_surface_stratified(verts, faces, 0.0)
+    with pytest.raises(ValueError, match="face_active"):
+        sample_surface_stratified(verts, faces, 1.0, torch.ones(1, 2, dtype=torch.bool))

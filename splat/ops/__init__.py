@@ -5,7 +5,7 @@ Each fast op has a plain-torch twin in the library (``backend="brute"`` for KNN 
 
 from splat.ops.chamfer import ChamferResult, ChamferSettings, chamfer_distance
 from splat.ops.knn import KnnResult, knn_gather, knn_indices, knn_points, packed_to_padded, padded_to_packed
-from splat.ops.sampling import SurfaceSamples, face_areas, sample_surface
+from splat.ops.sampling import SurfaceSamples, face_areas, sample_surface, sample_surface_stratified
 
 __all__ = [
     "ChamferResult",
@@ -20,4 +20,5 @@ __all__ = [
     "SurfaceSamples",
     "face_areas",
     "sample_surface",
+    "sample_surface_stratified",
 ]

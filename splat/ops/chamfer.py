@@ -37,6 +37,12 @@ class ChamferSettings:
     trim: float = 0.0
     """Fraction in [0, 1) of each cloud's largest per-point distances dropped before reducing
     (trimmed Chamfer, robust to outliers and partial scans)."""
+    x_margin: float = 0.0
+    """Distances from x below this are free: each x point adds ``max(d - x_margin, 0)`` (in the unit
+    chosen by ``squared``). With x = surface samples and y = a scan, a sample on the scanned surface still
+    lies up to about the scan's point spacing from its nearest scan point; a margin of that size removes
+    this floor (and its sampling noise), so the x -> y term measures only geometry the scan does not
+    show. Applied before ``clamp`` and ``trim``; 0 leaves the term as is."""
 
     def __post_init__(self):
         if self.direction not in ("both", "x_to_y", "y_to_x"):
@@ -47,6 +53,8 @@ class ChamferSettings:
             raise ValueError(f"trim must lie in [0, 1), got {self.trim}")
         if self.clamp is not None and not self.clamp > 0:
             raise ValueError(f"clamp must be positive, got {self.clamp}")
+        if not (self.x_margin >= 0.0 and math.isfinite(self.x_margin)):
+            raise ValueError(f"x_margin must be finite and >= 0, got {self.x_margin}")
 
 
 class ChamferResult(NamedTuple):
@@ -78,7 +86,8 @@ def _reduce(d: Tensor, valid: Tensor, lengths: Tensor, settings: ChamferSettings
 
 
 def _one_side(
-    a: Tensor, b: Tensor, al: Tensor, bl: Tensor, settings: ChamferSettings, backend: Backend, batch: int
+    a: Tensor, b: Tensor, al: Tensor, bl: Tensor, settings: ChamferSettings, backend: Backend, batch: int,
+    margin: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     knn = knn_points(a, b, al, bl, K=1, backend=backend)
     d2 = knn.dists[..., 0]  # [B, N]
@@ -91,7 +100,7 @@ def _one_side(
     al_b = al.expand(batch)
     bl_b = bl.expand(batch)
     valid = _valid_mask(al_b, a.shape[1]) & (bl_b > 0)[:, None]
-    reduced = _reduce(d, valid, al_b, settings)
+    reduced = _reduce((d - margin).clamp(min=0) if margin > 0 else d, valid, al_b, settings)
     reduced = torch.where(bl_b > 0, reduced, torch.full_like(reduced, math.inf))
     return reduced, torch.where(valid, d, torch.zeros_like(d))
 
@@ -119,7 +128,7 @@ def chamfer_distance(
     loss = x.new_zeros(batch) + y.new_zeros(batch)
     x_to_y = y_to_x = x_dists = y_dists = None
     if settings.direction in ("both", "x_to_y"):
-        x_to_y, x_dists = _one_side(x, y, xl, yl, settings, backend, batch)
+        x_to_y, x_dists = _one_side(x, y, xl, yl, settings, backend, batch, settings.x_margin)
         loss = loss + x_to_y
     if settings.direction in ("both", "y_to_x"):
         y_to_x, y_dists = _one_side(y, x, yl, xl, settings, backend, batch)
@@ -177,7 +186,8 @@ def mesh_cloud_chamfer(
     cloud_lengths: Tensor | None = None,
     settings: ChamferSettings = ChamferSettings(),
     *,
-    candidates: int = 4,
+    candidates: int | None = 4,
+    face_active: Tensor | None = None,
     backend: Backend = "auto",
 ) -> ChamferResult:
     """Chamfer between meshes (given by surface samples) and point clouds, with exact distances to faces.
@@ -187,8 +197,11 @@ def mesh_cloud_chamfer(
     point-to-point from the samples. The cloud -> mesh term finds each cloud point's ``candidates`` nearest
     samples and takes the exact distance to the nearest of their triangles, so it hardly grows with the
     sampling spacing (point-to-point Chamfer does, and so favours meshes of smaller area). It is exact
-    whenever the closest face holds one of the candidate samples. Conventions, settings and
-    result as :func:`chamfer_distance` with x = samples and y = cloud.
+    whenever the closest face holds one of the candidate samples. ``candidates=None`` makes it exact
+    always: each cloud point's nearest *active* triangle (``face_active [B, F]``, None: all) is found
+    among all of them (:func:`splat.ops.mesh_distance.point_mesh_sq_distance`), so thin faces that got
+    no samples still count. Conventions, settings and result as :func:`chamfer_distance` with
+    x = samples and y = cloud.
     """
     batch = max(samples.shape[0], cloud.shape[0])
     sl = _lengths(samples, sample_lengths, "sample_lengths")
@@ -196,20 +209,27 @@ def mesh_cloud_chamfer(
     loss = samples.new_zeros(batch)
     x_to_y = y_to_x = x_dists = y_dists = None
     if settings.direction in ("both", "x_to_y"):
-        x_to_y, x_dists = _one_side(samples, cloud, sl, cl, settings, backend, batch)
+        x_to_y, x_dists = _one_side(samples, cloud, sl, cl, settings, backend, batch, settings.x_margin)
         loss = loss + x_to_y
     if settings.direction in ("both", "y_to_x"):
-        from splat.ops.knn import knn_indices
+        if candidates is None:
+            from splat.ops.mesh_distance import point_mesh_sq_distance
 
-        k = min(candidates, samples.shape[1])
-        idx = knn_indices(cloud, samples, cl, sl, K=k, backend=backend)  # [B, M, k]
-        b = torch.arange(batch, device=idx.device)[:, None, None]
-        face = sample_faces.expand(batch, -1)[b, idx.clamp(min=0)]  # [B, M, k]
-        tri = faces.to(idx.device)[face]  # [B, M, k, 3]
-        corners = verts.expand(batch, -1, -1)[b[..., None], tri]  # [B, M, k, 3, 3]
-        d2 = point_triangle_sq_distance(cloud.expand(batch, -1, -1)[:, :, None, :], corners[..., 0, :],
-                                        corners[..., 1, :], corners[..., 2, :])  # [B, M, k]
-        d2 = torch.where(idx >= 0, d2, torch.full_like(d2, math.inf)).min(-1).values
+            d2, nearest = point_mesh_sq_distance(cloud, verts, faces, face_active, cl,
+                                                 backend="auto" if backend in ("auto", "kdtree") else "brute")
+            d2 = torch.where(nearest >= 0, d2, torch.full_like(d2, math.inf))
+        else:
+            from splat.ops.knn import knn_indices
+
+            k = min(candidates, samples.shape[1])
+            idx = knn_indices(cloud, samples, cl, sl, K=k, backend=backend)  # [B, M, k]
+            b = torch.arange(batch, device=idx.device)[:, None, None]
+            face = sample_faces.expand(batch, -1)[b, idx.clamp(min=0)]  # [B, M, k]
+            tri = faces.to(idx.device)[face]  # [B, M, k, 3]
+            corners = verts.expand(batch, -1, -1)[b[..., None], tri]  # [B, M, k, 3, 3]
+            d2 = point_triangle_sq_distance(cloud.expand(batch, -1, -1)[:, :, None, :], corners[..., 0, :],
+                                            corners[..., 1, :], corners[..., 2, :])  # [B, M, k]
+            d2 = torch.where(idx >= 0, d2, torch.full_like(d2, math.inf)).min(-1).values
         d2 = torch.where(torch.isfinite(d2), d2, torch.zeros_like(d2))
         if settings.squared:
             d = d2

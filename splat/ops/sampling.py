@@ -104,3 +104,83 @@ def sample_surface(
     face_idx = torch.where(has_area[:, None], face_idx, torch.zeros_like(face_idx))
     lengths = torch.where(has_area, num_samples, 0).to(torch.int64)
     return SurfaceSamples(points=points, normals=normal, face_idx=face_idx, bary=bary, lengths=lengths)
+
+
+# R2 low-discrepancy sequence (Roberts): steps 1/g and 1/g^2 with g the plastic number.
+_R2_G = 1.32471795724474602596
+
+
+def _pattern(k: Tensor, dtype: torch.dtype) -> Tensor:
+    """Barycentric weights ``[..., 3]`` of the ``k``-th point of the fixed in-triangle pattern."""
+    kd = k.to(torch.float64)
+    u = torch.frac(0.5 + kd / _R2_G)
+    v = torch.frac(0.5 + kd / (_R2_G * _R2_G))
+    s = u.sqrt()
+    return torch.stack([1.0 - s, s * (1.0 - v), s * v], dim=-1).to(dtype)
+
+
+def sample_surface_stratified(
+    verts: Tensor,
+    faces: Tensor,
+    density: float,
+    face_active: Tensor | None = None,
+    *,
+    max_points: int = 1 << 20,
+) -> SurfaceSamples:
+    """Deterministic area-proportional points: ``round(area * density)`` per active face.
+
+    Each face gets the first n points of one fixed low-discrepancy pattern (R2 sequence mapped into the
+    triangle), so the points depend only on the face's corners: two meshes that share a face share its
+    points exactly. Scores of different structures (which share most of their faces) then differ only
+    where their geometry differs, with none of the noise of independent random draws. Faces smaller than
+    half a point's area get none. The counts (hence ``lengths [B]``, which vary per element; padding is
+    zeros) are chosen without gradient; the points are differentiable in ``verts``.
+
+    Args:
+        verts: ``[B, V, 3]``. faces: ``[F, 3]`` int64, shared. density: points per unit area (> 0).
+        face_active: ``[B, F]`` bool, or None for all faces.
+        max_points: cap on the points of one element; the density is lowered uniformly to respect it.
+    """
+    if verts.ndim != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"verts must be [B, V, 3], got {tuple(verts.shape)}")
+    if faces.ndim != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be [F, 3], got {tuple(faces.shape)}")
+    if not density > 0:
+        raise ValueError(f"density must be positive, got {density}")
+    batch, device = verts.shape[0], verts.device
+    faces = faces.to(device=device, dtype=torch.int64)
+    n_faces = faces.shape[0]
+    if face_active is None:
+        face_active = torch.ones((batch, n_faces), dtype=torch.bool, device=device)
+    elif face_active.shape != (batch, n_faces):
+        raise ValueError(f"face_active must be [{batch}, {n_faces}], got {tuple(face_active.shape)}")
+    with torch.no_grad():
+        areas = torch.where(face_active.to(device), face_areas(verts.detach(), faces), 0.0) if n_faces else \
+            verts.new_zeros((batch, 0))
+        areas = torch.nan_to_num(areas.double(), nan=0.0, posinf=0.0)
+        total = float(areas.sum(1).max()) if batch and n_faces else 0.0
+        if total * density > max_points:
+            density = max_points / total
+        counts = torch.round(areas * density).to(torch.int64)  # [B, F]
+        lengths = counts.sum(1)
+        width = max(int(lengths.max()) if batch else 0, 1)
+        flat = counts.reshape(-1)
+        owner = torch.repeat_interleave(torch.arange(flat.numel(), device=device), flat)  # (b, f) of each point
+        start = torch.cumsum(flat, 0) - flat
+        k = torch.arange(owner.numel(), device=device) - start[owner]  # index within its face
+        b_of = owner // max(n_faces, 1)
+        f_of = owner % max(n_faces, 1)
+        b_start = torch.cumsum(lengths, 0) - lengths
+        slot = torch.arange(owner.numel(), device=device) - b_start[b_of]
+        bary = _pattern(k, verts.dtype)
+    corners = verts[b_of[:, None], faces[f_of]]  # [P, 3, 3]
+    pts = (bary[:, :, None] * corners).sum(1)
+    normal = torch.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1)
+    normal = normal / torch.linalg.vector_norm(normal, dim=-1, keepdim=True).clamp(min=1e-12)
+    points = verts.new_zeros((batch, width, 3)).index_put((b_of, slot), pts)
+    normals = verts.new_zeros((batch, width, 3)).index_put((b_of, slot), normal.detach())
+    face_idx = torch.zeros((batch, width), dtype=torch.int64, device=device)
+    face_idx[b_of, slot] = f_of
+    bary_out = verts.new_zeros((batch, width, 3))
+    bary_out[b_of, slot] = bary
+    return SurfaceSamples(points=points, normals=normals, face_idx=face_idx, bary=bary_out, lengths=lengths)

@@ -66,7 +66,6 @@ def main(argv=None) -> None:
 
     from splat.data import fuse_depth, load_scene, read_ply_points
     from splat.io import write_json_atomic
-    from splat.ops.chamfer import ChamferSettings
     from splat.program import load_program
     from splat.search.ga import PlacementSettings, SearchSettings, search
 

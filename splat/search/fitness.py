@@ -6,7 +6,7 @@ Convention:
     The fitness of a genome is the Chamfer distance (:class:`splat.ops.ChamferSettings`) between its
     realized program surface, placed into scan coordinates (``p_scan = t + s * Rz(yaw) @ p``), and the
     target scan points (:func:`splat.ops.chamfer.mesh_cloud_chamfer`: ``samples`` area-weighted points
-    on the surface -> scan point-to-point; scan -> exact distance to the triangle of the nearest sample). Lower is better. A genome whose
+    on the surface -> scan point-to-point; scan -> exact distance to the nearest active triangle). Lower is better. A genome whose
     program has no active geometry (no area), or whose geometry is not finite, has fitness +inf.
     Everything is float32 on the CPU unless a device is given; the sampling draws come from an explicit
     ``torch.Generator``.
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from splat.errors import SplatError
 from splat.ops.chamfer import ChamferSettings, mesh_cloud_chamfer
-from splat.ops.sampling import sample_surface
+from splat.ops.sampling import sample_surface, sample_surface_stratified
 from splat.program import ShapeProgram
 from splat.search.genome import GenomeSpace, Placement, Population
 
@@ -93,6 +93,7 @@ class Surface(NamedTuple):
     lengths: Tensor  # [B] int64: S, or 0 where the genome has no (finite) geometry
     verts: Tensor  # [B, V, 3] placed vertices of the realized meshes
     faces: Tensor  # [F, 3] int64 triangles shared by the batch
+    face_active: Tensor  # [B, F] bool: the faces each genome has
 
 
 def population_surface(
@@ -103,11 +104,15 @@ def population_surface(
     generator: torch.Generator,
     *,
     cont: Tensor | None = None,
+    density: float | None = None,
     device: torch.device | str = "cpu",
 ) -> Surface:
     """Evaluate the whole population in one batched program call and sample its surfaces.
 
     ``cont [B, Nc]`` (optional) replaces ``pop.cont`` so gradients can flow to the continuous genes.
+    ``density`` (points per square metre) replaces the ``samples`` random points of each genome by
+    deterministic stratified ones (:func:`splat.ops.sample_surface_stratified`; ``generator`` unused):
+    genomes that share a face share its points, so their scores differ only where their geometry does.
     """
     cont = pop.cont if cont is None else cont
     params = genomes.params(pop, cont, device=device)
@@ -117,7 +122,8 @@ def population_surface(
     if mesh.faces.shape[0] == 0:
         z = torch.zeros(b, dtype=torch.int64, device=device)
         return Surface(torch.zeros(b, samples, 3, device=device), z[:, None].expand(b, samples), z,
-                       torch.zeros(b, 3, 3, device=device), torch.tensor([[0, 1, 2]], device=device))
+                       torch.zeros(b, 3, 3, device=device), torch.tensor([[0, 1, 2]], device=device),
+                       torch.zeros(b, 1, dtype=torch.bool, device=device))
     placement = genomes.placement_of(cont, device=device)
     verts = place(mesh.verts.to(device), placement)
     active = mesh.vert_active.to(device)
@@ -126,9 +132,13 @@ def population_surface(
     finite = torch.isfinite(verts).all(-1) | ~active  # [B, V]
     ok = finite.all(1)
     verts = torch.where(torch.isfinite(verts), verts, torch.zeros_like(verts))
-    surf = sample_surface(verts, mesh.faces, samples, generator, mesh.face_active.to(device))
+    face_active = mesh.face_active.to(device)
+    if density is None:
+        surf = sample_surface(verts, mesh.faces, samples, generator, face_active)
+    else:
+        surf = sample_surface_stratified(verts, mesh.faces, density, face_active)
     lengths = torch.where(ok, surf.lengths, torch.zeros_like(surf.lengths))
-    return Surface(surf.points, surf.face_idx, lengths, verts, mesh.faces.to(device))
+    return Surface(surf.points, surf.face_idx, lengths, verts, mesh.faces.to(device), face_active)
 
 
 def population_fitness(
@@ -141,16 +151,20 @@ def population_fitness(
     chamfer: ChamferSettings,
     *,
     cont: Tensor | None = None,
-    candidates: int = 1,
+    candidates: int | None = None,
+    density: float | None = None,
     device: torch.device | str = "cpu",
 ) -> Tensor:
     """Fitness ``[B]`` (lower is better; +inf without geometry) of a population against ``target [P, 3]``.
 
-    Differentiable in ``cont`` when it is given with ``requires_grad``. ``candidates``: nearest samples
-    whose triangles are tried for each scan point (1 is fast; more is exact more often, see
-    :func:`splat.ops.chamfer.mesh_cloud_chamfer`).
+    Differentiable in ``cont`` when it is given with ``requires_grad``. ``candidates``: None (default)
+    measures each scan point's exact distance to its nearest active triangle; an int k instead tries only
+    the triangles of its k nearest surface samples (see :func:`splat.ops.chamfer.mesh_cloud_chamfer`).
+    ``density``: deterministic stratified surface points instead of ``samples`` random ones (see
+    :func:`population_surface`).
     """
-    surf = population_surface(program, genomes, pop, samples, generator, cont=cont, device=device)
+    surf = population_surface(program, genomes, pop, samples, generator, cont=cont, density=density, device=device)
     loss = mesh_cloud_chamfer(surf.points, surf.faces_of_points, surf.lengths, surf.verts, surf.faces,
-                              target[None].to(device), None, chamfer, candidates=candidates).loss
+                              target[None].to(device), None, chamfer, candidates=candidates,
+                              face_active=surf.face_active).loss
     return torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))

@@ -15,7 +15,7 @@ Convention:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -23,7 +23,8 @@ from torch import Tensor
 
 from splat.ops.chamfer import ChamferSettings
 from splat.program import ShapeProgram
-from splat.search.fitness import place, population_fitness, prepare_scan, subsample
+from splat.ops.sampling import face_areas
+from splat.search.fitness import place, population_fitness, population_surface, prepare_scan, subsample
 from splat.search.genome import GenomeSpace, PlacementBox, Population, cat, take
 from splat.search.refine import RefineSettings, refine_population
 
@@ -72,29 +73,42 @@ class SearchSettings:
     target_points: int = 4096
     """Scan points used while searching (random subset)."""
     refine_top: int = 4
-    """Genomes refined (Lamarckian) per generation."""
+    """Genomes refined (Lamarckian) per generation: the best genome of each of the ``refine_top`` best
+    distinct structures (not simply the best genomes, which often share one structure), so a structure
+    is judged with its continuous genes fitted."""
     refine: RefineSettings = field(default_factory=lambda: RefineSettings(steps=6, lr=0.03, samples=512))
     final_refine: RefineSettings = field(
-        default_factory=lambda: RefineSettings(steps=60, lr=0.02, final_lr_fraction=0.05, samples=2048,
-                                               candidates=4)
-    )
+        default_factory=lambda: RefineSettings(steps=150, lr=0.01, final_lr_fraction=0.01, samples=4096))
     final_target_points: int = 8192
-    polish_rounds: int = 2
-    """Rounds of structure polishing after the GA: every single discrete change of the winner (each
-    active discrete gene set to each other value) is refined with ``polish`` and scored against the
-    incumbent with the same draws; the best replaces the winner. 0 disables it."""
-    polish: RefineSettings = field(default_factory=lambda: RefineSettings(steps=25, lr=0.05, final_lr_fraction=0.1,
-                                                                          samples=1024))
-    polish_eval_samples: int = 8192
-    """Surface points per candidate when polishing compares structures (small parts such as drawer
-    handles change the fitness by little, so the comparison needs low sampling noise)."""
     """Scan points used by the final refinement of the winner."""
+    polish_rounds: int = 3
+    """Rounds of structure polishing after the GA: candidates are every single discrete change of the
+    winner (each active discrete gene set to each other value, keeping the winner's continuous genes)
+    and the best genome scored for each of the ``polish_structures`` best other structures; all are
+    refined with ``polish`` and compared (see ``compare_samples``); the best becomes the winner. Stops
+    early when the winner stays. 0 disables it."""
+    polish_structures: int = 4
+    polish: RefineSettings = field(default_factory=lambda: RefineSettings(steps=40, lr=0.01, final_lr_fraction=0.05,
+                                                                          samples=1024))
+    compare_samples: int = 16384
+    """Structures are compared (polishing, finalists) by ``chamfer`` with exact scan -> surface distances
+    and about this many *stratified* surface points for the winner (the same density for every
+    candidate, :func:`splat.ops.sample_surface_stratified`): candidates that share a face share its
+    points, so small parts such as drawer handles decide the comparison instead of sampling noise."""
+    final_structures: int = 3
+    """The best structures of the last polishing round that all get the final refinement; the best after
+    it wins (a structure that differs only in a small part is judged once its sizes are fitted)."""
+    margin_quantile: float | None = 0.5
+    """The surface -> scan term ignores distances below the scan's point spacing
+    (:attr:`ChamferSettings.x_margin`), taken as this quantile of the distance from each scan point
+    (of the subset in use) to its nearest other one. Surface samples between scan points then cost
+    (almost) nothing, and that term mostly sees geometry the scan does not show, without the floor and
+    noise that otherwise hide mm-scale differences. None keeps the settings' own margin."""
     chamfer: ChamferSettings = field(default_factory=lambda: ChamferSettings(squared=False))
-    final_chamfer: ChamferSettings | None = field(
-        default_factory=lambda: ChamferSettings(squared=False, direction="y_to_x"))
-    """Objective of the final refinement (None: ``chamfer``). Default: scan -> surface only, with exact
-    triangle distances: once the structure is fixed it is smooth and unbiased, whereas the surface ->
-    scan term is rough at the scale of the scan's point spacing and hides mm-size changes of small parts."""
+    final_chamfer: ChamferSettings | None = None
+    """Objective of the final refinement (None: ``chamfer``). Both directions: scan -> surface alone
+    cannot see a part that is too large where the scan shows no surface beyond it (a table top
+    overhanging its scanned edge by more than half its thickness)."""
     placement: PlacementSettings = field(default_factory=PlacementSettings)
     progress: bool = True
     """Show a tqdm progress bar."""
@@ -114,7 +128,7 @@ class SearchResult:
     translation: tuple[float, float, float]
     yaw: float  # radians about +Z
     scale: float
-    fitness: float  # Chamfer (SearchSettings.chamfer) of the winner after the final refinement, final points
+    fitness: float  # the winner's comparison score (SearchSettings.compare_samples) on the final scan points
     history: tuple[float, ...]  # [generations run] best fitness after each generation
     evaluations: int  # distinct genomes scored
     seed: int
@@ -160,6 +174,23 @@ class _Scorer:
     def __init__(self, program, genomes, target, settings: SearchSettings, device):
         self.program, self.genomes, self.target, self.settings, self.device = program, genomes, target, settings, device
         self.cache: dict[tuple, float] = {}
+        # Best genome scored so far for each structure (discrete genes): (fitness, continuous genes).
+        self.best_by_structure: dict[tuple, tuple[float, Tensor]] = {}
+
+    def _note(self, pop: Population, fitness: list[float]) -> None:
+        for disc, cont, f in zip(pop.disc.tolist(), pop.cont, fitness):
+            key = tuple(disc)
+            if math.isfinite(f) and (key not in self.best_by_structure or f < self.best_by_structure[key][0]):
+                self.best_by_structure[key] = (f, cont.clone())
+
+    def best_structures(self, n: int, exclude: tuple | None = None) -> Population:
+        """The best scored genome of each of the ``n`` best structures (other than ``exclude``)."""
+        ranked = sorted((f, key) for key, (f, _) in self.best_by_structure.items() if key != exclude)[:n]
+        if not ranked:
+            return Population(torch.zeros(0, self.genomes.n_disc, dtype=torch.int64),
+                              torch.zeros(0, self.genomes.n_cont, dtype=torch.float64))
+        return Population(torch.tensor([key for _, key in ranked], dtype=torch.int64).view(len(ranked), -1),
+                          torch.stack([self.best_by_structure[key][1] for _, key in ranked]))
 
     def __call__(self, pop: Population, generator: torch.Generator) -> Tensor:
         keys = self.genomes.keys(pop)
@@ -173,11 +204,43 @@ class _Scorer:
                                          self.settings.samples, generator, self.settings.chamfer, device=self.device)
             for i, f in zip(todo, fit.tolist()):
                 self.cache[keys[i]] = f
+            self._note(take(pop, todo), fit.tolist())
         return torch.tensor([self.cache[k] for k in keys], dtype=torch.float64)
 
     def store(self, pop: Population, fitness: Tensor) -> None:
         for k, f in zip(self.genomes.keys(pop), fitness.tolist()):
             self.cache[k] = f
+        self._note(pop, fitness.tolist())
+
+
+def scan_spacing(points: Tensor, quantile: float) -> float:
+    """The ``quantile`` of the distance from each point of ``points [P, 3]`` to its nearest other point."""
+    from splat.ops.knn import knn_points
+
+    pts = points.detach().to("cpu", torch.float64)[None]
+    d2 = knn_points(pts, pts, K=2).dists[0, :, 1]
+    return float(torch.quantile(d2.clamp(min=0).sqrt(), quantile))
+
+
+def _with_margin(chamfer: ChamferSettings, target: Tensor, quantile: float | None) -> ChamferSettings:
+    if quantile is None or chamfer.direction == "y_to_x":
+        return chamfer
+    margin = scan_spacing(target, quantile)
+    return replace(chamfer, x_margin=margin if chamfer.squared is False else margin * margin)
+
+
+def _structure_leaders(pop: Population, fitness: Tensor, k: int) -> Tensor:
+    """Indices of the best (finite) genome of each of the ``k`` best distinct structures of ``pop``."""
+    out, seen = [], set()
+    for i in torch.argsort(fitness, stable=True).tolist():
+        key = tuple(pop.disc[i].tolist())
+        if not math.isfinite(float(fitness[i])) or key in seen:
+            continue
+        seen.add(key)
+        out.append(i)
+        if len(out) == k:
+            break
+    return torch.tensor(out, dtype=torch.int64)
 
 
 def search(
@@ -202,6 +265,8 @@ def search(
             space has nothing to search.
     """
     _check_settings(settings)
+    if settings.margin_quantile is not None and not 0.0 <= settings.margin_quantile <= 1.0:
+        raise ValueError(f"margin_quantile must lie in [0, 1], got {settings.margin_quantile}")
     scan = prepare_scan(points, file=scan_file)
     box = PlacementBox.from_scan(scan, margin=settings.placement.margin, z_margin=settings.placement.z_margin,
                                  snap_to_floor=settings.placement.snap_to_floor,
@@ -210,6 +275,7 @@ def search(
     genomes = GenomeSpace(program.space, box, file=program.source)
     gen = torch.Generator().manual_seed(settings.seed)
     target = subsample(scan, settings.target_points, gen).to(device)
+    settings = replace(settings, chamfer=_with_margin(settings.chamfer, target, settings.margin_quantile))
     scorer = _Scorer(program, genomes, target, settings, device)
 
     n = settings.population
@@ -229,9 +295,8 @@ def search(
         for g in range(settings.generations):
             fitness = scorer(pop, gen)
             # Lamarckian refinement of the best few (finite) genomes, batched, written back.
-            k = min(settings.refine_top, int(torch.isfinite(fitness).sum()))
-            if k > 0 and settings.refine.steps > 0:
-                top = torch.argsort(fitness, stable=True)[:k]
+            top = _structure_leaders(pop, fitness, settings.refine_top)
+            if top.numel() > 0 and settings.refine.steps > 0:
                 refined = refine_population(program, genomes, take(pop, top), target, settings.refine,
                                             settings.chamfer, gen, device=device)
                 with torch.no_grad():
@@ -264,23 +329,22 @@ def search(
 
     # Final, longer refinement of the winner against more scan points.
     final_target = subsample(scan, settings.final_target_points, gen).to(device)
+    finalists = best_pop
     for _ in range(settings.polish_rounds):
-        best_pop, changed = _polish(program, genomes, best_pop, target, settings, gen, device)
+        ranked = _polish(program, genomes, best_pop, target, settings, scorer, gen, device)
+        changed = ranked.disc[0].tolist() != best_pop.disc[0].tolist()
+        best_pop, finalists = take(ranked, [0]), _first_structures(ranked, settings.final_structures)
         if not changed:
             break
-    final_chamfer = settings.final_chamfer or settings.chamfer
-    final = refine_population(program, genomes, best_pop, final_target, settings.final_refine, final_chamfer,
-                              gen, device=device)
-    with torch.no_grad():
-        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        f_new, f_old = (float(population_fitness(program, genomes, p, final_target, settings.final_refine.samples,
-                                                 torch.Generator().manual_seed(seed), final_chamfer,
-                                                 candidates=4, device=device)[0]) for p in (final, best_pop))
-        if not f_new <= f_old:
-            final = best_pop
-        fitness = float(population_fitness(program, genomes, final, final_target, settings.final_refine.samples,
-                                           torch.Generator().manual_seed(seed), settings.chamfer, candidates=4,
-                                           device=device)[0])
+    # Final, longer refinement of the finalists (batched) against more scan points; the best wins.
+    final_chamfer = _with_margin(settings.final_chamfer or settings.chamfer, final_target, settings.margin_quantile)
+    compare_chamfer = _with_margin(settings.chamfer, final_target, settings.margin_quantile)
+    refined = refine_population(program, genomes, finalists, final_target, settings.final_refine, final_chamfer,
+                                gen, device=device)
+    everyone = cat([refined, finalists])
+    score = _compare(program, genomes, everyone, final_target, compare_chamfer, settings.compare_samples, device)
+    i = int(torch.argmin(score))
+    final, fitness = take(everyone, [i]), float(score[i])
     return _result(program, genomes, final, fitness, history, len(scorer.cache), settings.seed)
 
 
@@ -302,20 +366,43 @@ def _neighbours(genomes: GenomeSpace, best: Population) -> Population:
     return take(pop, keep)
 
 
+def _compare(program, genomes: GenomeSpace, pop: Population, target: Tensor, chamfer: ChamferSettings,
+             samples: int, device) -> Tensor:
+    """Deterministic comparison scores ``[B]`` (lower is better): ``chamfer`` with exact scan -> surface
+    distances and stratified surface points at the density that gives genome 0 ``samples`` points."""
+    with torch.no_grad():
+        surf = population_surface(program, genomes, take(pop, [0]), 1, torch.Generator(), device=device)
+        area = float((face_areas(surf.verts, surf.faces) * surf.face_active).sum())
+        if not area > 0:
+            return torch.full((pop.disc.shape[0],), math.inf, dtype=torch.float64)
+        return population_fitness(program, genomes, pop, target, 1, torch.Generator(), chamfer,
+                                  density=samples / area, device=device).double()
+
+
+def _first_structures(pop: Population, k: int) -> Population:
+    """The first genome of each of the first ``k`` distinct structures of ``pop`` (in order)."""
+    out, seen = [], set()
+    for i, disc in enumerate(pop.disc.tolist()):
+        if tuple(disc) not in seen:
+            seen.add(tuple(disc))
+            out.append(i)
+        if len(out) == k:
+            break
+    return take(pop, out)
+
+
 def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, settings: SearchSettings,
-            gen: torch.Generator, device) -> tuple[Population, bool]:
-    """One round of structure polishing (see ``SearchSettings.polish_rounds``); returns (best, changed)."""
-    cand = _neighbours(genomes, best)
-    if cand.disc.shape[0] == 1:
-        return best, False
+            scorer: _Scorer, gen: torch.Generator, device) -> Population:
+    """One round of structure polishing (see ``SearchSettings.polish_rounds``): the refined candidates,
+    best first (the refined incumbent first among equals)."""
+    others = scorer.best_structures(settings.polish_structures, exclude=tuple(best.disc[0].tolist()))
+    cand = cat([_neighbours(genomes, best), others])
+    keys = genomes.keys(cand)
+    cand = take(cand, [i for i, k in enumerate(keys) if keys.index(k) == i])
     refined = refine_population(program, genomes, cand, target, settings.polish, settings.chamfer, gen,
                                 device=device)
-    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-    with torch.no_grad():
-        fit = population_fitness(program, genomes, refined, target, settings.polish_eval_samples,
-                                 torch.Generator().manual_seed(seed), settings.chamfer, candidates=4, device=device)
-    i = int(torch.argmin(fit))
-    return take(refined, [i]), i != 0
+    score = _compare(program, genomes, refined, target, settings.chamfer, settings.compare_samples, device)
+    return take(refined, torch.argsort(score, stable=True))
 
 
 def _next_generation(pop, fitness, order, genomes: GenomeSpace, scorer: _Scorer, settings: SearchSettings,

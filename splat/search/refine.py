@@ -35,8 +35,9 @@ class RefineSettings:
     """The learning rate decays (cosine) to this fraction of ``lr`` by the last step."""
     samples: int = 1024
     """Surface points per genome and step."""
-    candidates: int = 1
-    """Nearest samples whose triangles are tried per scan point (see mesh_cloud_chamfer)."""
+    candidates: int | None = None
+    """None: exact scan -> surface distances (nearest active triangle); k: only the triangles of the k
+    nearest surface samples are tried per scan point (see mesh_cloud_chamfer)."""
     resample: bool = False
     """Draw fresh surface samples at every step. False keeps the same draws (face choices and
     barycentric coordinates from one seed) for all steps, so the objective is deterministic and Adam
