@@ -11,13 +11,11 @@ the cores, so wall times are noisy; CPU time of this process is printed beside t
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import replace
 
 import torch
 
-from splat.ops.chamfer import ChamferSettings
 from splat.program import available_programs, load_program
 from splat.search import GenomeSpace, PlacementBox, PlacementSettings, SearchSettings, population_fitness, search
 from splat.search.genome import take

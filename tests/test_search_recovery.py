@@ -1,16 +1,15 @@
-"""Structure search quality on synthetic scans made by our programs (slow; budget < 4 min in all).
+"""Structure search quality on synthetic scans made by our programs (slow; ~4 min at the CI size).
 
 Each case draws hidden parameters uniformly from the program's space, a hidden translation (+-0.5 m in
 x, y) and yaw (+-0.3 rad), and samples an 8000-point scan. Seeds 9000+ are used here and never for
-tuning (tuning used 1000+; the benchmark uses 5000+).
+tuning (tuning used 1000+ and the benchmark's 5000+).
 
-Criterion of issue 5: structure recovered in >= 9 of 10 cases and continuous parameters within 2% of
-their range. Ten searches per program do not fit the CI budget (one chair search is ~15 s of CPU, a
-cabinet ~20 s), so each program runs CASES = 2 cases and must recover the structure in both (the 9/10
-rate rounded up on a smaller count); `python bench/bench_search.py --recovery 10` runs 10 per program.
-The 2% continuous criterion is asserted for the chair and the bookshelf; for the cabinet and the table it
-is a known miss, and a looser bound measured on tuning seeds is asserted instead (see CONTINUOUS_TOL), so
-the test still fails if their fit gets worse.
+Criterion of issue 5: the discrete structure is recovered in at least 9 of 10 cases and the continuous
+parameters within 2% of their range, for each program. Ten searches per program (~18 s each) do not fit
+the CI budget, so CI runs ``SPLAT_RECOVERY_CASES`` = 3 cases per program and allows failures only at the
+issue's rate, rounded down (none of 3; one of 10). ``SPLAT_RECOVERY_CASES=10 pytest -m slow
+tests/test_search_recovery.py`` runs the full criterion; ``python bench/bench_search.py --recovery 10``
+reports it on the benchmark seeds.
 
 The yaw search range is +-0.8 rad, not the full circle: several programs are symmetric (a table with
 equal width and depth turned by 90 degrees with the two swapped, a cabinet without back turned by 180
@@ -19,6 +18,7 @@ the symmetry, not the search.
 """
 
 import math
+import os
 
 import pytest
 import torch
@@ -26,14 +26,10 @@ import torch
 from splat.program import load_program
 from splat.search import PlacementSettings, SearchSettings, search, synthetic_scan
 
-CASES = 2
+CASES = int(os.environ.get("SPLAT_RECOVERY_CASES", "3"))
+ALLOWED_FAILURES = CASES // 10  # the issue's 9-of-10 rate, rounded down
 YAW_RANGE = 0.8
-# Continuous tolerance as a fraction of each parameter's range. Issue 5 asks for 2%; the cabinet's
-# mm-scale parts (Leg Size 3-6 cm, Board Thickness 1.2-3 cm; 2% is 0.4-0.6 mm) and Depth (1-9% on
-# tuning and test seeds) and the table's Leg Inset (2.3% on one case) miss it. Those two programs are
-# held to the worst error measured so far plus a margin, so a regression still fails; closing the gap
-# is open work (see the issue note).
-CONTINUOUS_TOL = {"chair": 0.02, "bookshelf": 0.02, "table": 0.035, "cabinet": 0.12}
+CONTINUOUS_TOL = 0.02  # of each parameter's range
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +61,7 @@ def _structure_errors(program, hidden, params):
 @pytest.mark.parametrize("name", ["chair", "table", "cabinet", "bookshelf"])
 def test_recovers_structure_and_continuous_parameters(name):
     program = load_program(name)
-    tol = CONTINUOUS_TOL[name]
-    failures, far_cases = [], []
+    wrong_structure, far_continuous = [], []
     for i in range(CASES):
         hidden, scan, (tx, ty, yaw) = _case(program, 9000 + i)
         res = search(program, scan, SearchSettings(seed=i, progress=False,
@@ -74,15 +69,18 @@ def test_recovers_structure_and_continuous_parameters(name):
         wrong = _structure_errors(program, hidden, res.params)
         act = program.space.active(hidden)
         far = {p.name: round(abs(res.params[p.name] - hidden[p.name]) / (p.high - p.low), 4) for p in program.space
-               if p.type == "float" and act[p.name] and abs(res.params[p.name] - hidden[p.name]) > tol * (p.high - p.low)}
+               if p.type == "float" and act[p.name]
+               and abs(res.params[p.name] - hidden[p.name]) > CONTINUOUS_TOL * (p.high - p.low)}
         if wrong:
-            failures.append((i, wrong))
-        if far:
-            far_cases.append((i, far))
-        assert abs(res.yaw - yaw) < 0.02 and math.dist(res.translation[:2], (tx, ty)) < 0.02
+            wrong_structure.append((i, wrong))
+        elif far:
+            far_continuous.append((i, far))
+        if not wrong:
+            assert abs(res.yaw - yaw) < 0.02 and math.dist(res.translation[:2], (tx, ty)) < 0.02
         assert list(res.history) == sorted(res.history, reverse=True)
-    assert not failures, f"structure not recovered: {failures}"
-    assert not far_cases, f"continuous parameters beyond {tol:.1%} of range: {far_cases}"
+    assert len(wrong_structure) <= ALLOWED_FAILURES, f"structure not recovered: {wrong_structure}"
+    assert len(wrong_structure) + len(far_continuous) <= ALLOWED_FAILURES, (
+        f"continuous parameters beyond {CONTINUOUS_TOL:.0%} of range: {far_continuous}")
 
 
 @pytest.mark.slow

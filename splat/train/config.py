@@ -36,7 +36,7 @@ class SearchConfig:
     """GA generations (the search may stop earlier on stagnation)."""
     scan_points: int = 20000
     """Points kept from the fused depth scan (uniform subsample) for the search and the Chamfer loss."""
-    final_refine_steps: int = 80
+    final_refine_steps: int = 150
     """Adam steps of the search's final refinement of the winner's continuous genes."""
     silhouette_check: bool = True
     """After the search, re-check the discrete parameters against the train masks (silhouette +

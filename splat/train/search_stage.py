@@ -52,7 +52,7 @@ def _run_search(program: Any, data: TrainData, cfg: TrainConfig, generator: torc
     import math
     import time
 
-    from splat.search import RefineSettings, SearchSettings, search
+    from splat.search import SearchSettings, search
 
     from splat.train.program_fit import placement_matrix
 

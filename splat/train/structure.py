@@ -87,7 +87,7 @@ def refine_structure(program: Any, assignment: dict[str, Any], placement: torch.
     def combined(sil: float, cham: float) -> float:  # relative to the search's winner: 2.0 there
         return sil / max(sil0, 1e-9) + cham / max(cham0, 1e-9)
 
-    best_err = start_err = combined(sil0, cham0)
+    best_err = combined(sil0, cham0)
     best_sil = sil0
     changes: list[str] = []
     tried = {tuple(sorted(best.items()))}

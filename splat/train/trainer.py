@@ -23,7 +23,7 @@ from splat.gaussians import InitSettings, ProceduralGaussians, TrainViews, init_
 from splat.io import write_json_atomic
 from splat.train.checkpoint import load_checkpoint, save_checkpoint
 from splat.train.config import TrainConfig, load_config, save_config, validate_config
-from splat.train.data import TrainData, train_data
+from splat.train.data import train_data
 from splat.train.joint import JointTrainer, StepStats
 from splat.train.program_fit import ProgramFit
 from splat.train.rundir import RunDir, resolve_run_dir
