@@ -25,22 +25,27 @@ def fwd_bwd(x, y, backend):
     return time.perf_counter() - t0, float(loss.detach())
 
 
+def bench_chamfer(n: int = 100_000, repeats: int = 3):
+    """Chamfer n x n fwd+bwd, KD-tree vs the brute-force twin, printed side by side."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((1, n, 3), generator=gen)
+    y = torch.rand((1, n, 3), generator=gen)
+    fwd_bwd(x[:, :1000], y[:, :1000], "kdtree")  # warm-up (imports)
+    kd = min(fwd_bwd(x, y, "kdtree")[0] for _ in range(repeats))
+    bt, loss_b = fwd_bwd(x, y, "brute")
+    _, loss_k = fwd_bwd(x, y, "kdtree")
+    print(f"Chamfer {n} x {n} fwd+bwd, float32, CPU threads={torch.get_num_threads()} (noisy: shared cores)")
+    print(f"  kdtree : {kd:8.3f} s   (goal <= 0.3 s)")
+    print(f"  brute  : {bt:8.3f} s")
+    print(f"  ratio  : {bt / kd:8.1f}x  (goal >= 10x)   |loss diff| = {abs(loss_b - loss_k):.2e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand((1, args.n, 3), generator=gen)
-    y = torch.rand((1, args.n, 3), generator=gen)
-    fwd_bwd(x[:, :1000], y[:, :1000], "kdtree")  # warm-up (imports)
-    kd = min(fwd_bwd(x, y, "kdtree")[0] for _ in range(args.repeats))
-    bt, loss_b = fwd_bwd(x, y, "brute")
-    _, loss_k = fwd_bwd(x, y, "kdtree")
-    print(f"Chamfer {args.n} x {args.n} fwd+bwd, float32, CPU threads={torch.get_num_threads()} (noisy: shared cores)")
-    print(f"  kdtree : {kd:8.3f} s   (goal <= 0.3 s)")
-    print(f"  brute  : {bt:8.3f} s")
-    print(f"  ratio  : {bt / kd:8.1f}x  (goal >= 10x)   |loss diff| = {abs(loss_b - loss_k):.2e}")
+    bench_chamfer(args.n, args.repeats)
     bench_mesh_distance(args.repeats)
 
 

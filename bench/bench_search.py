@@ -1,6 +1,7 @@
 """Structure-search benchmarks, measured side by side in one run.
 
-    python bench/bench_search.py                 # generation batched vs one-by-one, full chair search
+    python bench/bench_search.py                 # Chamfer 100k x 100k and exact mesh distance (ours vs the
+                                                 # torch twins), generation batched vs one-by-one, full chair search
     python bench/bench_search.py --recovery 10   # + parameter recovery on 10 hidden targets per program
 
 Goals (issue 5): one GA generation of 64 chairs scored in one batched call >= 5x faster than one by one;
@@ -11,7 +12,9 @@ the cores, so wall times are noisy; CPU time of this process is printed beside t
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 from dataclasses import replace
 
 import torch
@@ -123,6 +126,11 @@ def main():
     ap.add_argument("--programs", nargs="*", default=None)
     args = ap.parse_args()
     print(f"torch threads {torch.get_num_threads()} (timings noisy: other jobs share the cores)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_chamfer import bench_chamfer, bench_mesh_distance
+
+    bench_chamfer()
+    bench_mesh_distance(repeats=3)
     bench_generation()
     bench_full_search(threads=1)
     bench_full_search()

@@ -12,7 +12,10 @@
 // alpha >= 1/255 ellipse can reach are visited (an exact bound, so results do not change).
 // Backward walks each tile's list back to front, recomputing transmittance from the stored final T and
 // the per-pixel count of Gaussians that were composited (as gsplat does); per-Gaussian gradients go to
-// per-thread buffers that are summed at the end (no atomics).
+// per-thread buffers that are summed at the end in thread order (no atomics). The backward deals tiles
+// to threads round-robin (thread i takes tiles i, i + T, ...) rather than from the dynamic counter, so
+// each buffer adds its tiles in a fixed order: gradients are bitwise reproducible for a given thread
+// count (the forward has no cross-tile sums and keeps dynamic scheduling).
 //
 // float32 for speed and float64 for gradcheck share one template.
 
@@ -294,13 +297,13 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
   using I = typename std::remove_reference<decltype(M{}[0])>::type;
   const int64_t stride = 6 + d;
   const scalar_t a_min = static_cast<scalar_t>(kAlphaMin), a_max = static_cast<scalar_t>(kAlphaMax);
-  run_parallel(n_threads, [&](int thread, std::atomic<int>& next) {
+  run_parallel(n_threads, [&](int thread, std::atomic<int>&) {
     DenormalGuard ftz;
     scalar_t* gbuf = grads + static_cast<int64_t>(thread) * n * stride;
     std::fill(gbuf, gbuf + n * stride, scalar_t(0));
     std::vector<V> t_cur(kTile), va_fin(kTile), s(d * kTile), v_c(d * kTile), v_col(d);
     std::vector<M> cnt(kTile);
-    for (int t = next++; t < n_tiles; t = next++) {
+    for (int t = thread; t < n_tiles; t += n_threads) {  // static: see the header
       const int x_base = (t % tiles_x) * kTile, y_base = (t / tiles_x) * kTile;
       const int rows = std::min(kTile, height - y_base), cols = std::min(kTile, width - x_base);
       const int lo = offsets[t], hi = offsets[t + 1];
