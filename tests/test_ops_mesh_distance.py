@@ -9,7 +9,13 @@ from splat.ops.chamfer import ChamferSettings, mesh_cloud_chamfer
 from splat.ops.mesh_distance import kernel_available, nearest_faces, point_mesh_sq_distance
 from splat.ops.sampling import sample_surface
 
-needs_kernel = pytest.mark.skipif(not kernel_available(), reason="C++ mesh distance kernel did not build")
+
+
+@pytest.fixture
+def kernel():
+    """Skip when the C++ kernel cannot be built (checked when a test needs it, not at collection)."""
+    if not kernel_available():
+        pytest.skip("C++ mesh distance kernel did not build")
 
 
 def _box(size=(1.0, 2.0, 0.5), centre=(0.0, 0.0, 0.0), dtype=torch.float64):
@@ -39,8 +45,10 @@ def _random_meshes(b, f, generator, dtype=torch.float32):
     return verts, faces, active
 
 
-@pytest.mark.parametrize("backend", ["brute", pytest.param("cpu", marks=needs_kernel)])
-def test_box_distance_matches_closed_form_inside_and_outside(backend):
+@pytest.mark.parametrize("backend", ["brute", "cpu"])
+def test_box_distance_matches_closed_form_inside_and_outside(backend, request):
+    if backend == "cpu":
+        request.getfixturevalue("kernel")
     size, centre = (1.0, 2.0, 0.5), (0.3, -0.2, 1.0)
     verts, faces = _box(size, centre)
     g = torch.Generator().manual_seed(0)
@@ -50,9 +58,8 @@ def test_box_distance_matches_closed_form_inside_and_outside(backend):
     torch.testing.assert_close(d2[0], _box_sq_distance(p[0], size, centre), rtol=1e-9, atol=1e-12)
 
 
-@needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_kernel_matches_twin_on_heterogeneous_ragged_batches(dtype):
+def test_kernel_matches_twin_on_heterogeneous_ragged_batches(dtype, kernel):
     g = torch.Generator().manual_seed(1)
     verts, faces, active = _random_meshes(5, 40, g, dtype)
     active[3] = False  # an element without geometry
@@ -70,8 +77,7 @@ def test_kernel_matches_twin_on_heterogeneous_ragged_batches(dtype):
     assert active.gather(1, ik.clamp(min=0))[ik >= 0].all()  # only active faces are ever nearest
 
 
-@needs_kernel
-def test_one_cloud_broadcasts_against_a_batch_and_matches_dense_sampling():
+def test_one_cloud_broadcasts_against_a_batch_and_matches_dense_sampling(kernel):
     g = torch.Generator().manual_seed(2)
     verts, faces, active = _random_meshes(3, 12, g, torch.float64)
     pts = torch.randn(1, 64, 3, generator=g, dtype=torch.float64)
@@ -93,8 +99,7 @@ def test_gradients_match_finite_differences():
     torch.autograd.gradcheck(lambda p, v: point_mesh_sq_distance(p, v, faces)[0], (pts, verts))
 
 
-@needs_kernel
-def test_degenerate_triangles_fall_back_to_edges_and_corners():
+def test_degenerate_triangles_fall_back_to_edges_and_corners(kernel):
     verts = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [5, 5, 5], [5, 5, 5], [5, 5, 5]]])
     faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
     pts = torch.tensor([[[1.0, 1, 0], [3, 0, 0], [5, 5, 6]]])
@@ -131,3 +136,21 @@ def test_exact_mesh_chamfer_sees_thin_faces_that_samples_miss():
     assert float(exact) < 1e-9
     assert float(approx) > 1e-3
     assert math.isfinite(float(approx))
+
+
+def test_without_the_kernel_auto_falls_back_to_the_twin_and_cpu_says_so(monkeypatch):
+    import splat.ops.mesh_distance as md
+
+    verts, faces = _box()
+    pts = torch.tensor([[[0.0, 0.0, 2.0]]], dtype=torch.float64)
+    monkeypatch.setattr(md, "_load_kernel", lambda: None)
+    d2, _ = md.point_mesh_sq_distance(pts, verts[None], faces)  # auto -> twin
+    torch.testing.assert_close(d2, torch.tensor([[1.75**2]], dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="not available"):
+        md.nearest_faces(pts, verts[None], faces, backend="cpu")
+
+
+def test_kernel_rejects_out_of_range_face_indices(kernel):
+    verts, faces = _box()
+    with pytest.raises(RuntimeError, match="face index"):
+        nearest_faces(torch.zeros(1, 4, 3, dtype=torch.float64), verts[None], faces + 8, backend="cpu")
