@@ -7,7 +7,9 @@ Convention:
     and one packed Chamfer call), refine the continuous genes of the best few with Adam and write the
     refined genes back (Lamarckian), keep the elites, and fill the rest by selection (tournament or
     truncation), uniform crossover and per-gene mutation. Stop after ``generations`` or when the best
-    fitness has not improved for ``patience`` generations; then refine the winner longer. Everything is
+    fitness has not improved for ``patience`` generations. Then polish the structure (every one-change
+    neighbour of the winner and the best other structures, refined and compared on a deterministic
+    score) and give the best few structures a long final refinement; the best wins. Everything is
     seeded from ``SearchSettings.seed`` (own ``torch.Generator``s; no global seeding), so a search is
     deterministic for a seed on a given machine.
 """
@@ -327,7 +329,7 @@ def search(
         if bar is not None:
             bar.close()
 
-    # Final, longer refinement of the winner against more scan points.
+    # Structure polishing around the GA's winner; its best few structures are the finalists.
     final_target = subsample(scan, settings.final_target_points, gen).to(device)
     finalists = best_pop
     for _ in range(settings.polish_rounds):
