@@ -87,10 +87,13 @@ def _reduce(d: Tensor, valid: Tensor, lengths: Tensor, settings: ChamferSettings
 
 def _one_side(
     a: Tensor, b: Tensor, al: Tensor, bl: Tensor, settings: ChamferSettings, backend: Backend, batch: int,
-    margin: float = 0.0,
+    margin: float | Tensor = 0.0,
+    a_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     knn = knn_points(a, b, al, bl, K=1, backend=backend)
     d2 = knn.dists[..., 0]  # [B, N]
+    if isinstance(margin, Tensor):  # per point of b: each a point gets its nearest b point's margin
+        margin = margin.to(d2.dtype).expand(batch, -1).gather(1, knn.idx[..., 0].clamp(min=0))
     if settings.squared:
         d = d2
     else:
@@ -100,7 +103,14 @@ def _one_side(
     al_b = al.expand(batch)
     bl_b = bl.expand(batch)
     valid = _valid_mask(al_b, a.shape[1]) & (bl_b > 0)[:, None]
-    reduced = _reduce((d - margin).clamp(min=0) if margin > 0 else d, valid, al_b, settings)
+    counted = al_b
+    if a_mask is not None:  # only these points of a count; the mean is over them
+        valid = valid & a_mask.expand(batch, -1)
+        counted = valid.sum(1)
+    has_margin = isinstance(margin, Tensor) or margin > 0
+    reduced = _reduce((d - margin).clamp(min=0) if has_margin else d, valid, counted, settings)
+    if a_mask is not None:  # a cloud with points but none of them counted adds nothing
+        reduced = torch.where((al_b > 0) & (counted == 0), torch.zeros_like(reduced), reduced)
     reduced = torch.where(bl_b > 0, reduced, torch.full_like(reduced, math.inf))
     return reduced, torch.where(valid, d, torch.zeros_like(d))
 
@@ -188,6 +198,8 @@ def mesh_cloud_chamfer(
     *,
     candidates: int | None = 4,
     face_active: Tensor | None = None,
+    sample_mask: Tensor | None = None,
+    cloud_margin: Tensor | None = None,
     backend: Backend = "auto",
 ) -> ChamferResult:
     """Chamfer between meshes (given by surface samples) and point clouds, with exact distances to faces.
@@ -200,8 +212,12 @@ def mesh_cloud_chamfer(
     whenever the closest face holds one of the candidate samples. ``candidates=None`` makes it exact
     always: each cloud point's nearest *active* triangle (``face_active [B, F]``, None: all) is found
     among all of them (:func:`splat.ops.mesh_distance.point_mesh_sq_distance`), so thin faces that got
-    no samples still count. Conventions, settings and result as :func:`chamfer_distance` with
-    x = samples and y = cloud.
+    no samples still count. ``sample_mask [B, S]`` (bool, optional) limits the mesh -> cloud term to
+    those samples (e.g. the ones the scan's cameras should have seen); an element with no such sample
+    gets 0 for that term. ``cloud_margin [1 or B, M]`` (optional, in the unit chosen by ``squared``)
+    replaces ``settings.x_margin`` by one margin per cloud point: a sample's distance is measured beyond
+    the margin of its nearest cloud point (the local point spacing of a scan whose density varies).
+    Conventions, settings and result as :func:`chamfer_distance` with x = samples and y = cloud.
     """
     batch = max(samples.shape[0], cloud.shape[0])
     sl = _lengths(samples, sample_lengths, "sample_lengths")
@@ -209,7 +225,8 @@ def mesh_cloud_chamfer(
     loss = samples.new_zeros(batch)
     x_to_y = y_to_x = x_dists = y_dists = None
     if settings.direction in ("both", "x_to_y"):
-        x_to_y, x_dists = _one_side(samples, cloud, sl, cl, settings, backend, batch, settings.x_margin)
+        margin = settings.x_margin if cloud_margin is None else cloud_margin
+        x_to_y, x_dists = _one_side(samples, cloud, sl, cl, settings, backend, batch, margin, a_mask=sample_mask)
         loss = loss + x_to_y
     if settings.direction in ("both", "y_to_x"):
         if candidates is None:

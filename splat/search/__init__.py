@@ -14,6 +14,7 @@ from splat.search.ga import PlacementSettings, SearchResult, SearchSettings, sea
 from splat.search.genome import GenomeSpace, Placement, PlacementBox, Population
 from splat.search.refine import RefineSettings, refine_population
 from splat.search.synthetic import synthetic_scan
+from splat.search.views import ScanViews, expected_visible
 
 __all__ = [
     "GenomeSpace",
@@ -22,9 +23,11 @@ __all__ = [
     "PlacementSettings",
     "Population",
     "RefineSettings",
+    "ScanViews",
     "SearchResult",
     "SearchSettings",
     "population_fitness",
+    "expected_visible",
     "prepare_scan",
     "refine_population",
     "search",

@@ -41,6 +41,8 @@ def _parse(argv):
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: the search is many small batched ops, and on a "
                          "2-core machine a second thread costs more than it saves; 0 keeps torch's default)")
+    ap.add_argument("--no-views", action="store_true",
+                    help="with --scene and fused depth: do not use the depth views to skip surfaces no camera saw")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
@@ -74,6 +76,7 @@ def main(argv=None) -> None:
 
         torch.set_num_threads(args.threads)  # this process is the CLI; the library never sets it
     program = load_program(args.program)
+    views = None
     if args.points:
         points, scan_file = read_ply_points(args.points), args.points
     else:
@@ -82,6 +85,10 @@ def main(argv=None) -> None:
             points, scan_file = read_ply_points(scene.scan_path), str(scene.scan_path)
         else:
             points, scan_file = fuse_depth(scene, voxel_size=args.voxel), str(scene.root)
+            if not args.no_views:
+                from splat.search.views import ScanViews
+
+                views = ScanViews.from_scene(scene, list(range(len(scene))))
     base = SearchSettings()
     settings = replace(
         base,
@@ -97,7 +104,7 @@ def main(argv=None) -> None:
         placement=PlacementSettings(yaw_range=math.radians(args.yaw_range),
                                     log_scale_range=math.log1p(args.scale_range)),
     )
-    result = search(program, points, settings, scan_file=scan_file)
+    result = search(program, points, settings, scan_file=scan_file, views=views)
     write_json_atomic(args.out, result.to_dict())
     print(f"fitness {result.fitness:.5g} after {len(result.history)} generations "
           f"({result.evaluations} genomes scored); wrote {args.out}")

@@ -26,6 +26,7 @@ from splat.ops.chamfer import ChamferSettings, mesh_cloud_chamfer
 from splat.ops.sampling import sample_surface, sample_surface_stratified
 from splat.program import ShapeProgram
 from splat.search.genome import GenomeSpace, Placement, Population
+from splat.search.views import ScanViews, expected_visible
 
 MIN_SCAN_POINTS = 32
 
@@ -51,6 +52,19 @@ def prepare_scan(points, *, min_points: int = MIN_SCAN_POINTS, file: str | os.Pa
     if float((pts.max(0).values - pts.min(0).values).max()) <= 0:
         raise SplatError("the scan's points all coincide", file=file, field="points")
     return pts
+
+
+def local_spacing(points: Tensor, neighbours: int = 8) -> Tensor:
+    """``[P]`` local point spacing of a scan: the median, over each point and its ``neighbours - 1``
+    nearest others, of their distances to their own nearest other point. Equal to the global median
+    spacing where the density is even; larger where a scan is sparse (surfaces seen at grazing angles)."""
+    from splat.ops.knn import knn_points
+
+    pts = points.detach().to("cpu", torch.float64)[None]
+    nn = knn_points(pts, pts, K=2).dists[0, :, 1].clamp(min=0).sqrt()
+    k = min(neighbours, pts.shape[1])
+    idx = knn_points(pts, pts, K=k).idx[0]
+    return nn[idx.clamp(min=0)].median(dim=1).values.to(points.dtype)
 
 
 def subsample(points: Tensor, n: int, generator: torch.Generator) -> Tensor:
@@ -153,6 +167,8 @@ def population_fitness(
     cont: Tensor | None = None,
     candidates: int | None = None,
     density: float | None = None,
+    views: ScanViews | None = None,
+    target_margin: Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> Tensor:
     """Fitness ``[B]`` (lower is better; +inf without geometry) of a population against ``target [P, 3]``.
@@ -161,10 +177,15 @@ def population_fitness(
     measures each scan point's exact distance to its nearest active triangle; an int k instead tries only
     the triangles of its k nearest surface samples (see :func:`splat.ops.chamfer.mesh_cloud_chamfer`).
     ``density``: deterministic stratified surface points instead of ``samples`` random ones (see
-    :func:`population_surface`).
+    :func:`population_surface`). ``views``: the depth views the scan came from; the surface -> scan
+    term then counts only surface points they could have seen (:mod:`splat.search.views`).
+    ``target_margin [P]``: per scan point margin of that term (:func:`local_spacing`), instead of the
+    chamfer settings' ``x_margin``.
     """
     surf = population_surface(program, genomes, pop, samples, generator, cont=cont, density=density, device=device)
+    mask = None if views is None else expected_visible(surf.points, views)
     loss = mesh_cloud_chamfer(surf.points, surf.faces_of_points, surf.lengths, surf.verts, surf.faces,
                               target[None].to(device), None, chamfer, candidates=candidates,
-                              face_active=surf.face_active).loss
+                              face_active=surf.face_active, sample_mask=mask,
+                              cloud_margin=None if target_margin is None else target_margin[None].to(device)).loss
     return torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))

@@ -17,7 +17,7 @@ Convention:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -26,9 +26,11 @@ from torch import Tensor
 from splat.ops.chamfer import ChamferSettings
 from splat.program import ShapeProgram
 from splat.ops.sampling import face_areas
-from splat.search.fitness import place, population_fitness, population_surface, prepare_scan, subsample
+from splat.search.fitness import (local_spacing, place, population_fitness, population_surface, prepare_scan,
+                                  subsample)
 from splat.search.genome import GenomeSpace, PlacementBox, Population, cat, take
 from splat.search.refine import RefineSettings, refine_population
+from splat.search.views import ScanViews
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class PlacementSettings:
     """Yaw is searched in [-yaw_range, yaw_range] radians about +Z (0 searches no rotation)."""
     log_scale_range: float = 0.0
     """Uniform scale exp(g), g in [-r, r]; 0 leaves the scale at 1 (the scan is metric)."""
+    floor: float | None = None
+    """The floor's z when known, e.g. :func:`splat.search.genome.estimate_floor` of the full-resolution
+    scan before it was subsampled (a subsample keeps few of the lowest points); None estimates it from
+    the scan given to the search."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,13 @@ class SearchSettings:
     final_structures: int = 3
     """The best structures of the last polishing round that all get the final refinement; the best after
     it wins (a structure that differs only in a small part is judged once its sizes are fitted)."""
-    margin_quantile: float | None = 0.5
-    """The surface -> scan term ignores distances below the scan's point spacing
-    (:attr:`ChamferSettings.x_margin`), taken as this quantile of the distance from each scan point
-    (of the subset in use) to its nearest other one. Surface samples between scan points then cost
-    (almost) nothing, and that term mostly sees geometry the scan does not show, without the floor and
-    noise that otherwise hide mm-scale differences. None keeps the settings' own margin."""
+    margin_scale: float | None = 1.0
+    """The surface -> scan term ignores, for each surface point, distances below this times the local
+    point spacing of its nearest scan point (:func:`splat.search.fitness.local_spacing`). A surface
+    point between scan points then costs nothing, so that term only sees geometry the scan does not
+    show, without the floor and noise that otherwise hide mm-scale differences; being local, it also
+    leaves alone surfaces a real scan covers sparsely (seen at grazing angles). None uses the chamfer
+    settings' own ``x_margin``."""
     chamfer: ChamferSettings = field(default_factory=lambda: ChamferSettings(squared=False))
     final_chamfer: ChamferSettings | None = None
     """Objective of the final refinement (None: ``chamfer``). Both directions: scan -> surface alone
@@ -173,8 +180,9 @@ def _check_settings(s: SearchSettings) -> None:
 class _Scorer:
     """Fitness with a cache keyed by canonical genome: no genome is scored twice."""
 
-    def __init__(self, program, genomes, target, settings: SearchSettings, device):
+    def __init__(self, program, genomes, target, settings: SearchSettings, device, views=None, margin=None):
         self.program, self.genomes, self.target, self.settings, self.device = program, genomes, target, settings, device
+        self.views, self.margin = views, margin
         self.cache: dict[tuple, float] = {}
         # Best genome scored so far for each structure (discrete genes): (fitness, continuous genes).
         self.best_by_structure: dict[tuple, tuple[float, Tensor]] = {}
@@ -203,7 +211,8 @@ class _Scorer:
         if todo:
             with torch.no_grad():
                 fit = population_fitness(self.program, self.genomes, take(pop, todo), self.target,
-                                         self.settings.samples, generator, self.settings.chamfer, device=self.device)
+                                         self.settings.samples, generator, self.settings.chamfer, views=self.views,
+                                         target_margin=self.margin, device=self.device)
             for i, f in zip(todo, fit.tolist()):
                 self.cache[keys[i]] = f
             self._note(take(pop, todo), fit.tolist())
@@ -215,20 +224,12 @@ class _Scorer:
         self._note(pop, fitness.tolist())
 
 
-def scan_spacing(points: Tensor, quantile: float) -> float:
-    """The ``quantile`` of the distance from each point of ``points [P, 3]`` to its nearest other point."""
-    from splat.ops.knn import knn_points
-
-    pts = points.detach().to("cpu", torch.float64)[None]
-    d2 = knn_points(pts, pts, K=2).dists[0, :, 1]
-    return float(torch.quantile(d2.clamp(min=0).sqrt(), quantile))
-
-
-def _with_margin(chamfer: ChamferSettings, target: Tensor, quantile: float | None) -> ChamferSettings:
-    if quantile is None or chamfer.direction == "y_to_x":
-        return chamfer
-    margin = scan_spacing(target, quantile)
-    return replace(chamfer, x_margin=margin if chamfer.squared is False else margin * margin)
+def _margins(target: Tensor, settings: SearchSettings) -> Tensor | None:
+    """Per scan point margins of the surface -> scan term (see ``SearchSettings.margin_scale``)."""
+    if settings.margin_scale is None:
+        return None
+    m = settings.margin_scale * local_spacing(target)
+    return m * m if settings.chamfer.squared else m
 
 
 def _structure_leaders(pop: Population, fitness: Tensor, k: int) -> Tensor:
@@ -252,6 +253,7 @@ def search(
     *,
     device: torch.device | str = "cpu",
     scan_file: str | None = None,
+    views: ScanViews | None = None,
 ) -> SearchResult:
     """Find the discrete structure, continuous parameters and placement of ``program`` that fit a scan.
 
@@ -261,24 +263,27 @@ def search(
         settings: search hyperparameters (including the seed).
         device: where programs are evaluated (the KD-tree Chamfer runs on the CPU).
         scan_file: the scan's file, named in errors.
+        views: the depth views the scan was fused from (:class:`splat.search.views.ScanViews`), when
+            known: surfaces no view could have seen (a table top's underside) are then not asked to
+            have scan points near them. Without views every surface is.
 
     Raises:
         SplatError: the scan is empty, all NaN, or has too few points; a parameter range is empty; the
             space has nothing to search.
     """
     _check_settings(settings)
-    if settings.margin_quantile is not None and not 0.0 <= settings.margin_quantile <= 1.0:
-        raise ValueError(f"margin_quantile must lie in [0, 1], got {settings.margin_quantile}")
+    if settings.margin_scale is not None and not settings.margin_scale >= 0:
+        raise ValueError(f"margin_scale must be >= 0, got {settings.margin_scale}")
     scan = prepare_scan(points, file=scan_file)
     box = PlacementBox.from_scan(scan, margin=settings.placement.margin, z_margin=settings.placement.z_margin,
                                  snap_to_floor=settings.placement.snap_to_floor,
                                  yaw_range=settings.placement.yaw_range,
-                                 log_scale_range=settings.placement.log_scale_range)
+                                 log_scale_range=settings.placement.log_scale_range, floor=settings.placement.floor)
     genomes = GenomeSpace(program.space, box, file=program.source)
     gen = torch.Generator().manual_seed(settings.seed)
     target = subsample(scan, settings.target_points, gen).to(device)
-    settings = replace(settings, chamfer=_with_margin(settings.chamfer, target, settings.margin_quantile))
-    scorer = _Scorer(program, genomes, target, settings, device)
+    margin = _margins(target, settings)
+    scorer = _Scorer(program, genomes, target, settings, device, views, margin)
 
     n = settings.population
     parts = [genomes.defaults(1)] if settings.seed_defaults else []
@@ -300,10 +305,11 @@ def search(
             top = _structure_leaders(pop, fitness, settings.refine_top)
             if top.numel() > 0 and settings.refine.steps > 0:
                 refined = refine_population(program, genomes, take(pop, top), target, settings.refine,
-                                            settings.chamfer, gen, device=device)
+                                            settings.chamfer, gen, views=views, target_margin=margin, device=device)
                 with torch.no_grad():
                     rfit = population_fitness(program, genomes, refined, target, settings.samples, gen,
-                                              settings.chamfer, device=device).double()
+                                              settings.chamfer, views=views, target_margin=margin,
+                                              device=device).double()
                 better = rfit < fitness[top]
                 pop = Population(pop.disc.clone(), pop.cont.clone())
                 pop.cont[top[better]] = refined.cont[better]
@@ -333,18 +339,19 @@ def search(
     final_target = subsample(scan, settings.final_target_points, gen).to(device)
     finalists = best_pop
     for _ in range(settings.polish_rounds):
-        ranked = _polish(program, genomes, best_pop, target, settings, scorer, gen, device)
+        ranked = _polish(program, genomes, best_pop, target, settings, scorer, gen, device, views, margin)
         changed = ranked.disc[0].tolist() != best_pop.disc[0].tolist()
         best_pop, finalists = take(ranked, [0]), _first_structures(ranked, settings.final_structures)
         if not changed:
             break
     # Final, longer refinement of the finalists (batched) against more scan points; the best wins.
-    final_chamfer = _with_margin(settings.final_chamfer or settings.chamfer, final_target, settings.margin_quantile)
-    compare_chamfer = _with_margin(settings.chamfer, final_target, settings.margin_quantile)
-    refined = refine_population(program, genomes, finalists, final_target, settings.final_refine, final_chamfer,
-                                gen, device=device)
+    final_margin = _margins(final_target, settings)
+    refined = refine_population(program, genomes, finalists, final_target, settings.final_refine,
+                                settings.final_chamfer or settings.chamfer, gen, views=views,
+                                target_margin=final_margin, device=device)
     everyone = cat([refined, finalists])
-    score = _compare(program, genomes, everyone, final_target, compare_chamfer, settings.compare_samples, device)
+    score = _compare(program, genomes, everyone, final_target, settings.chamfer, settings.compare_samples, device,
+                     views, final_margin)
     i = int(torch.argmin(score))
     final, fitness = take(everyone, [i]), float(score[i])
     return _result(program, genomes, final, fitness, history, len(scorer.cache), settings.seed)
@@ -369,7 +376,7 @@ def _neighbours(genomes: GenomeSpace, best: Population) -> Population:
 
 
 def _compare(program, genomes: GenomeSpace, pop: Population, target: Tensor, chamfer: ChamferSettings,
-             samples: int, device) -> Tensor:
+             samples: int, device, views=None, margin=None) -> Tensor:
     """Deterministic comparison scores ``[B]`` (lower is better): ``chamfer`` with exact scan -> surface
     distances and stratified surface points at the density that gives genome 0 ``samples`` points."""
     with torch.no_grad():
@@ -378,7 +385,7 @@ def _compare(program, genomes: GenomeSpace, pop: Population, target: Tensor, cha
         if not area > 0:
             return torch.full((pop.disc.shape[0],), math.inf, dtype=torch.float64)
         return population_fitness(program, genomes, pop, target, 1, torch.Generator(), chamfer,
-                                  density=samples / area, device=device).double()
+                                  density=samples / area, views=views, target_margin=margin, device=device).double()
 
 
 def _first_structures(pop: Population, k: int) -> Population:
@@ -394,7 +401,7 @@ def _first_structures(pop: Population, k: int) -> Population:
 
 
 def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, settings: SearchSettings,
-            scorer: _Scorer, gen: torch.Generator, device) -> Population:
+            scorer: _Scorer, gen: torch.Generator, device, views=None, margin=None) -> Population:
     """One round of structure polishing (see ``SearchSettings.polish_rounds``): the refined candidates,
     best first (the refined incumbent first among equals)."""
     others = scorer.best_structures(settings.polish_structures, exclude=tuple(best.disc[0].tolist()))
@@ -402,8 +409,9 @@ def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, set
     keys = genomes.keys(cand)
     cand = take(cand, [i for i, k in enumerate(keys) if keys.index(k) == i])
     refined = refine_population(program, genomes, cand, target, settings.polish, settings.chamfer, gen,
-                                device=device)
-    score = _compare(program, genomes, refined, target, settings.chamfer, settings.compare_samples, device)
+                                views=views, target_margin=margin, device=device)
+    score = _compare(program, genomes, refined, target, settings.chamfer, settings.compare_samples, device, views,
+                     margin)
     return take(refined, torch.argsort(score, stable=True))
 
 

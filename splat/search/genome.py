@@ -58,14 +58,13 @@ class PlacementBox:
 
     @staticmethod
     def from_scan(points: Tensor, *, margin: float = 0.25, snap_to_floor: bool = True, z_margin: float = 0.0,
-                  yaw_range: float = math.pi, log_scale_range: float = 0.0) -> "PlacementBox":
+                  yaw_range: float = math.pi, log_scale_range: float = 0.0,
+                  floor: float | None = None) -> "PlacementBox":
         """Centre the translation range on the scan: x, y at its box centre, z at its floor.
 
         x, y: half-width ``margin`` times the box extent (at least 5 cm), so the program's origin may sit
-        off the box centre. z is searched in floor +- ``z_margin`` with the floor estimated as the scan's
-        lowest z once the lowest 0.02% of points (at least one for 5000 points) are set aside as outliers.
-        It has to be that low: an object's feet carry few scan points (a cabinet's legs are 0.2% of its
-        area, ~4 points of 8000 near the floor), so a larger quantile lands centimetres above it. With ``snap_to_floor`` that z is where each
+        off the box centre. z is searched in floor +- ``z_margin`` with the floor given, or from
+        :func:`estimate_floor`. With ``snap_to_floor`` that z is where each
         genome's lowest point rests, instead of its origin. A free height (of the origin, or of the floor
         with ``z_margin > 0``) lets the search trade vertical placement against the program's heights
         along a nearly flat valley (only the small feet of an object tell them apart), hence the default
@@ -73,8 +72,7 @@ class PlacementBox:
         """
         lo = points.min(0).values.double()
         hi = points.max(0).values.double()
-        z = points[:, 2].double()
-        floor = torch.sort(z).values[min(int(0.0002 * z.shape[0]), z.shape[0] - 1)]
+        floor = estimate_floor(points) if floor is None else torch.tensor(float(floor), dtype=torch.float64)
         centre = torch.stack([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, floor])
         half = torch.clamp(margin * (hi - lo), min=0.05)
         half[2] = z_margin
@@ -85,6 +83,28 @@ class PlacementBox:
             log_scale_range=float(log_scale_range),
             snap=snap_to_floor,
         )
+
+
+def estimate_floor(points: Tensor) -> Tensor:
+    """The z of the lowest scan point that is not an isolated outlier (float64 scalar).
+
+    A point counts when its two nearest other points lie within twice the scan's median point spacing.
+    The floor has to come from the very lowest points: an object's feet carry few of them (a cabinet's
+    legs hold ~0.2% of its area; a camera above never sees a leg's bottom face), so even a 0.02%
+    quantile sat millimetres to centimetres above the floor, and every height fitted after it was short
+    by as much.
+    """
+    from splat.ops.knn import knn_points
+
+    pts = points.detach().to("cpu", torch.float64)
+    if pts.shape[0] < 3:
+        return pts[:, 2].min()
+    spacing = knn_points(pts[None], pts[None], K=2).dists[0, :, 1].clamp(min=0).sqrt().median()
+    order = torch.argsort(pts[:, 2])
+    low = pts[order[: max(64, pts.shape[0] // 100)]]
+    d = knn_points(low[None], pts[None], K=3).dists[0, :, 2].clamp(min=0).sqrt()  # self, then two others
+    ok = d <= 2.0 * spacing
+    return low[int(torch.nonzero(ok)[0]), 2] if bool(ok.any()) else low[0, 2]
 
 
 class Placement(NamedTuple):

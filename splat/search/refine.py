@@ -53,9 +53,14 @@ def refine_population(
     chamfer: ChamferSettings,
     generator: torch.Generator,
     *,
+    views=None,
+    target_margin: Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> Population:
-    """Return ``pop`` with its continuous genes refined by ``settings.steps`` Adam steps (batched)."""
+    """Return ``pop`` with its continuous genes refined by ``settings.steps`` Adam steps (batched).
+
+    ``views`` (:class:`splat.search.views.ScanViews`) and ``target_margin``: see :func:`population_fitness`.
+    """
     if settings.steps <= 0 or pop.disc.shape[0] == 0:
         return pop
     _, active = genomes.active_masks(pop)
@@ -72,7 +77,8 @@ def refine_population(
         for group in opt.param_groups:
             group["lr"] = settings.lr * scale
         loss = population_fitness(program, genomes, pop, target, settings.samples, draws, chamfer,
-                                  cont=cont, candidates=settings.candidates, device=device)
+                                  cont=cont, candidates=settings.candidates, views=views,
+                                  target_margin=target_margin, device=device)
         finite = torch.isfinite(loss)
         if not bool(finite.any()):
             break

@@ -36,6 +36,10 @@ class SearchConfig:
     """GA generations (the search may stop earlier on stagnation)."""
     scan_points: int = 20000
     """Points kept from the fused depth scan (uniform subsample) for the search and the Chamfer loss."""
+    scan_voxel: float = 0.005
+    """Voxel edge (metres) the fused scan is downsampled with before that subsample, so its density is
+    even over the surface (0: no voxel step). The search's surface -> scan term measures distances
+    beyond the local point spacing, which an uneven scan (parts seen by few views) would skew."""
     final_refine_steps: int = 150
     """Adam steps of the search's final refinement of the winner's continuous genes."""
     silhouette_check: bool = True
@@ -229,6 +233,8 @@ def validate_config(cfg: TrainConfig, *, file: str | os.PathLike | None = None) 
     _check(s.population >= 2, "search.population", f"must be >= 2, got {s.population}", f)
     _check(s.generations >= 1, "search.generations", f"must be >= 1, got {s.generations}", f)
     _check(s.scan_points >= 16, "search.scan_points", f"must be >= 16, got {s.scan_points}", f)
+    _check(math.isfinite(s.scan_voxel) and s.scan_voxel >= 0, "search.scan_voxel",
+           f"must be a finite number >= 0, got {s.scan_voxel}", f)
     _check(s.final_refine_steps >= 0, "search.final_refine_steps", f"must be >= 0, got {s.final_refine_steps}", f)
     g = cfg.gaussians
     _check(g.num_init >= 1, "gaussians.num_init", f"must be >= 1, got {g.num_init}", f)

@@ -28,6 +28,7 @@ class TrainData:
     background: Tensor  # [3] float32 render background (the colour the images were composited over)
     width: int
     height: int
+    floor: float | None = None  # z of the floor from the full fused scan (before subsampling); None: unknown
 
     @property
     def num_views(self) -> int:
@@ -59,9 +60,16 @@ def scene_background(scene: Any, override: tuple[float, float, float] | None) ->
 
 
 def train_data(scene: Any, *, max_scan_points: int, generator: torch.Generator,
-               background: tuple[float, float, float] | None = None, device: str = "cpu") -> TrainData:
-    """Gather the train frames of ``scene`` (never its test frames) and fuse their depth into a scan."""
+               background: tuple[float, float, float] | None = None, device: str = "cpu",
+               scan_voxel: float | None = None) -> TrainData:
+    """Gather the train frames of ``scene`` (never its test frames) and fuse their depth into a scan.
+
+    The floor is estimated from every fused point; the scan is then voxel-downsampled (``scan_voxel``
+    metres, None: not) so its density is even over the surface instead of following how many views saw
+    each part and how close they were, then subsampled to ``max_scan_points``.
+    """
     from splat.data import fuse_depth
+    from splat.data.fusion import voxel_downsample
 
     idx = list(scene.split["train"])
     if not idx:
@@ -74,6 +82,11 @@ def train_data(scene: Any, *, max_scan_points: int, generator: torch.Generator,
     scan = fuse_depth(scene, idx, use_masks=True)
     if scan.shape[0] < 16:
         raise SplatError(f"the fused depth scan has only {scan.shape[0]} points", file=scene.root, field="depth")
+    from splat.search.genome import estimate_floor
+
+    floor = float(estimate_floor(scan))  # from every point: a subsample keeps few of the lowest
+    if scan_voxel:
+        scan = torch.from_numpy(voxel_downsample(scan.double().numpy(), scan_voxel)).to(torch.float32)
     if scan.shape[0] > max_scan_points:
         keep = torch.randperm(scan.shape[0], generator=generator)[:max_scan_points]
         scan = scan[keep.sort().values]
@@ -88,6 +101,7 @@ def train_data(scene: Any, *, max_scan_points: int, generator: torch.Generator,
         background=torch.tensor(scene_background(scene, background), dtype=torch.float32, device=device),
         width=int(w),
         height=int(h),
+        floor=floor,
     )
 
 
@@ -112,4 +126,5 @@ def downscale_data(data: TrainData, factor: int) -> TrainData:
     Ks = data.Ks.clone()
     Ks[:, :2] /= factor
     return TrainData(images=images, masks=masks, depths=depths, viewmats=data.viewmats, Ks=Ks, scan=data.scan,
-                     background=data.background, width=int(images.shape[2]), height=int(images.shape[1]))
+                     background=data.background, width=int(images.shape[2]), height=int(images.shape[1]),
+                     floor=data.floor)

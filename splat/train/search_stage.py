@@ -52,15 +52,21 @@ def _run_search(program: Any, data: TrainData, cfg: TrainConfig, generator: torc
     import math
     import time
 
-    from splat.search import SearchSettings, search
+    from splat.search import PlacementSettings, SearchSettings, search
 
     from splat.train.program_fit import placement_matrix
 
     t0 = time.perf_counter()
     final = dataclasses.replace(SearchSettings().final_refine, steps=cfg.search.final_refine_steps)
     settings = SearchSettings(seed=cfg.seed, population=cfg.search.population, generations=cfg.search.generations,
-                              final_refine=final, progress=cfg.log.progress)
-    res = search(program, data.scan, settings)
+                              final_refine=final, progress=cfg.log.progress,
+                              placement=PlacementSettings(floor=data.floor))
+    views = None
+    if data.depths is not None:  # surfaces the train cameras could not see are not asked for
+        from splat.search.views import ScanViews
+
+        views = ScanViews(data.viewmats, data.Ks, data.depths, data.masks)
+    res = search(program, data.scan, settings, views=views)
     placement = placement_matrix(torch.tensor(res.translation, dtype=torch.float64),
                                  torch.tensor(float(res.yaw), dtype=torch.float64),
                                  torch.tensor(math.log(float(res.scale)), dtype=torch.float64))

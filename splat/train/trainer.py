@@ -100,7 +100,7 @@ def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
     program = load_program_for(cfg, scene)
     generator = torch.Generator().manual_seed(cfg.seed)
     data = train_data(scene, max_scan_points=cfg.search.scan_points, generator=generator,
-                      background=cfg.background, device=cfg.device)
+                      background=cfg.background, device=cfg.device, scan_voxel=cfg.search.scan_voxel or None)
 
     # (a) structure search (restored from the checkpoint when it is past it)
     if ckpt is not None:
