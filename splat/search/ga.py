@@ -89,6 +89,11 @@ class SearchSettings:
         default_factory=lambda: RefineSettings(steps=150, lr=0.01, final_lr_fraction=0.01, samples=4096))
     final_target_points: int = 8192
     """Scan points used by the final refinement of the winner."""
+    turned_generations: int = 10
+    """Generations of a second GA run in the other half-turn (yaw + pi), started from the turned winner
+    and random genomes at that yaw (0: none). An object fitted turned around can need several discrete
+    changes at once to get back (a cabinet without back but with doors, turned, resembles one with a
+    back and open shelves); the better of the two runs goes on."""
     polish_rounds: int = 3
     """Rounds of structure polishing after the GA: candidates are every single discrete change of the
     winner (each active discrete gene set to each other value, keeping the winner's continuous genes)
@@ -290,50 +295,67 @@ def search(
     parts.append(genomes.random(n - len(parts), gen))
     pop = cat(parts)
 
-    history: list[float] = []
-    best_pop, best_fit = take(pop, [0]), math.inf
-    stale = 0
-    bar = None
-    if settings.progress:
-        from tqdm.auto import tqdm
+    def run_ga(pop: Population, generations: int, label: str) -> tuple[Population, float, list[float]]:
+        history: list[float] = []
+        best_pop, best_fit = take(pop, [0]), math.inf
+        stale = 0
+        bar = None
+        if settings.progress:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=settings.generations, desc=f"search {program.name}", unit="gen", leave=False)
-    try:
-        for g in range(settings.generations):
-            fitness = scorer(pop, gen)
-            # Lamarckian refinement of the best few (finite) genomes, batched, written back.
-            top = _structure_leaders(pop, fitness, settings.refine_top)
-            if top.numel() > 0 and settings.refine.steps > 0:
-                refined = refine_population(program, genomes, take(pop, top), target, settings.refine,
-                                            settings.chamfer, gen, views=views, target_margin=margin, device=device)
-                with torch.no_grad():
-                    rfit = population_fitness(program, genomes, refined, target, settings.samples, gen,
-                                              settings.chamfer, views=views, target_margin=margin,
-                                              device=device).double()
-                better = rfit < fitness[top]
-                pop = Population(pop.disc.clone(), pop.cont.clone())
-                pop.cont[top[better]] = refined.cont[better]
-                fitness = fitness.clone()
-                fitness[top[better]] = rfit[better]
-                scorer.store(take(pop, top[better]), rfit[better])
-            order = torch.argsort(fitness, stable=True)
-            if float(fitness[order[0]]) < best_fit * (1 - 1e-4):
-                stale = 0
-            else:
-                stale += 1
-            if float(fitness[order[0]]) < best_fit:
-                best_fit = float(fitness[order[0]])
-                best_pop = take(pop, order[:1])
-            history.append(best_fit)
+            bar = tqdm(total=generations, desc=f"search {program.name}{label}", unit="gen", leave=False)
+        try:
+            for g in range(generations):
+                fitness = scorer(pop, gen)
+                # Lamarckian refinement of the best genome of the best few structures, batched, written back.
+                top = _structure_leaders(pop, fitness, settings.refine_top)
+                if top.numel() > 0 and settings.refine.steps > 0:
+                    refined = refine_population(program, genomes, take(pop, top), target, settings.refine,
+                                                settings.chamfer, gen, views=views, target_margin=margin,
+                                                device=device)
+                    with torch.no_grad():
+                        rfit = population_fitness(program, genomes, refined, target, settings.samples, gen,
+                                                  settings.chamfer, views=views, target_margin=margin,
+                                                  device=device).double()
+                    better = rfit < fitness[top]
+                    pop = Population(pop.disc.clone(), pop.cont.clone())
+                    pop.cont[top[better]] = refined.cont[better]
+                    fitness = fitness.clone()
+                    fitness[top[better]] = rfit[better]
+                    scorer.store(take(pop, top[better]), rfit[better])
+                order = torch.argsort(fitness, stable=True)
+                if float(fitness[order[0]]) < best_fit * (1 - 1e-4):
+                    stale = 0
+                else:
+                    stale += 1
+                if float(fitness[order[0]]) < best_fit:
+                    best_fit = float(fitness[order[0]])
+                    best_pop = take(pop, order[:1])
+                history.append(best_fit)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(best=f"{best_fit:.4g}")
+                if stale >= settings.patience or g == generations - 1:
+                    break
+                pop = _next_generation(pop, fitness, order, genomes, scorer, settings, gen)
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(best=f"{best_fit:.4g}")
-            if stale >= settings.patience or g == settings.generations - 1:
-                break
-            pop = _next_generation(pop, fitness, order, genomes, scorer, settings, gen)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
+        return best_pop, best_fit, history
+
+    best_pop, best_fit, history = run_ga(pop, settings.generations, "")
+    turned = _turned(genomes, best_pop)
+    if settings.turned_generations > 0 and turned.disc.shape[0]:
+        # A second, shorter GA in the other half-turn, seeded with the turned winner (see _turned).
+        pop2 = genomes.random(n - 1, gen)
+        k = genomes.n_program_cont + 3
+        jitter = 0.01 * torch.randn(n - 1, generator=gen, dtype=torch.float64)
+        pop2.cont[:, k] = (turned.cont[0, k] + jitter).clamp(0, 1)
+        pop2 = cat([turned, genomes.canonical(pop2)])
+        best2, fit2, history2 = run_ga(pop2, settings.turned_generations, " (turned)")
+        history += [min(best_fit, h) for h in history2]
+        if fit2 < best_fit:
+            best_pop, best_fit = best2, fit2
 
     # Structure polishing around the GA's winner; its best few structures are the finalists.
     final_target = subsample(scan, settings.final_target_points, gen).to(device)
@@ -388,6 +410,25 @@ def _compare(program, genomes: GenomeSpace, pop: Population, target: Tensor, cha
                                   density=samples / area, views=views, target_margin=margin, device=device).double()
 
 
+def _turned(genomes: GenomeSpace, pop: Population) -> Population:
+    """``pop`` turned half a turn about +Z (yaw + pi, where the yaw range allows it).
+
+    A GA that settles on an object turned around can rarely walk back: the other side may need several
+    discrete changes at once (a cabinet without back but with doors, turned, looks much like one with a
+    back and open shelves), so polishing also tries the turned winner and turned best structures.
+    """
+    r = genomes.placement.yaw_range
+    if r <= 0 or pop.disc.shape[0] == 0:
+        return take(pop, [])
+    k = genomes.n_program_cont + 3
+    yaw = (2 * pop.cont[:, k] - 1) * r + math.pi
+    yaw = torch.remainder(yaw + math.pi, 2 * math.pi) - math.pi
+    ok = yaw.abs() <= r
+    cont = pop.cont.clone()
+    cont[:, k] = (yaw / r + 1) / 2
+    return take(Population(pop.disc, cont), torch.nonzero(ok)[:, 0])
+
+
 def _first_structures(pop: Population, k: int) -> Population:
     """The first genome of each of the first ``k`` distinct structures of ``pop`` (in order)."""
     out, seen = [], set()
@@ -405,7 +446,7 @@ def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, set
     """One round of structure polishing (see ``SearchSettings.polish_rounds``): the refined candidates,
     best first (the refined incumbent first among equals)."""
     others = scorer.best_structures(settings.polish_structures, exclude=tuple(best.disc[0].tolist()))
-    cand = cat([_neighbours(genomes, best), others])
+    cand = cat([_neighbours(genomes, best), others, _turned(genomes, cat([best, others]))])
     keys = genomes.keys(cand)
     cand = take(cand, [i for i, k in enumerate(keys) if keys.index(k) == i])
     refined = refine_population(program, genomes, cand, target, settings.polish, settings.chamfer, gen,
