@@ -32,7 +32,7 @@ def chair() -> TrainConfig:
     The program's parameters and placement stay at the search's values here (learning rates 0): on the
     shipped scenes the photometric/mask gradients, biased by the Gaussians' blur past the primitives'
     edges, shrank thin parts (leg size, back and seat thickness) by several % of their range within a few
-    hundred steps, while the search alone lands within ~2%. Re-enable with ``--optim.lr-program 5e-3
+    hundred steps, while the search alone lands within ~0.1% on most parameters. Re-enable with ``--optim.lr-program 5e-3
     --optim.lr-placement 1e-3`` (the gradients do reach them: tests/test_gaussians.py).
     """
     return TrainConfig(
