@@ -35,6 +35,22 @@ def face_areas(verts: Tensor, faces: Tensor) -> Tensor:
     return 0.5 * torch.linalg.vector_norm(torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1), dim=-1)
 
 
+def _mesh_batch(verts: Tensor, faces: Tensor, face_active: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Check a batch of meshes sharing one face list; faces as int64 on the verts' device, and
+    ``face_active [B, F]`` (all True when None)."""
+    if verts.ndim != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"verts must be [B, V, 3], got {tuple(verts.shape)}")
+    if faces.ndim != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be [F, 3], got {tuple(faces.shape)}")
+    batch, device = verts.shape[0], verts.device
+    faces = faces.to(device=device, dtype=torch.int64)
+    if face_active is None:
+        return faces, torch.ones((batch, faces.shape[0]), dtype=torch.bool, device=device)
+    if face_active.shape != (batch, faces.shape[0]):
+        raise ValueError(f"face_active must be [{batch}, {faces.shape[0]}], got {tuple(face_active.shape)}")
+    return faces, face_active
+
+
 def sample_surface(
     verts: Tensor,
     faces: Tensor,
@@ -54,19 +70,10 @@ def sample_surface(
     Returns:
         :class:`SurfaceSamples`.
     """
-    if verts.ndim != 3 or verts.shape[-1] != 3:
-        raise ValueError(f"verts must be [B, V, 3], got {tuple(verts.shape)}")
-    if faces.ndim != 2 or faces.shape[-1] != 3:
-        raise ValueError(f"faces must be [F, 3], got {tuple(faces.shape)}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    batch, device = verts.shape[0], verts.device
-    faces = faces.to(device=device, dtype=torch.int64)
-    n_faces = faces.shape[0]
-    if face_active is None:
-        face_active = torch.ones((batch, n_faces), dtype=torch.bool, device=device)
-    elif face_active.shape != (batch, n_faces):
-        raise ValueError(f"face_active must be [{batch}, {n_faces}], got {tuple(face_active.shape)}")
+    faces, face_active = _mesh_batch(verts, faces, face_active)
+    batch, device, n_faces = verts.shape[0], verts.device, faces.shape[0]
     gen_device = generator.device
 
     with torch.no_grad():
@@ -141,19 +148,10 @@ def sample_surface_stratified(
         face_active: ``[B, F]`` bool, or None for all faces.
         max_points: cap on the points of one element; the density is lowered uniformly to respect it.
     """
-    if verts.ndim != 3 or verts.shape[-1] != 3:
-        raise ValueError(f"verts must be [B, V, 3], got {tuple(verts.shape)}")
-    if faces.ndim != 2 or faces.shape[-1] != 3:
-        raise ValueError(f"faces must be [F, 3], got {tuple(faces.shape)}")
     if not density > 0:
         raise ValueError(f"density must be positive, got {density}")
-    batch, device = verts.shape[0], verts.device
-    faces = faces.to(device=device, dtype=torch.int64)
-    n_faces = faces.shape[0]
-    if face_active is None:
-        face_active = torch.ones((batch, n_faces), dtype=torch.bool, device=device)
-    elif face_active.shape != (batch, n_faces):
-        raise ValueError(f"face_active must be [{batch}, {n_faces}], got {tuple(face_active.shape)}")
+    faces, face_active = _mesh_batch(verts, faces, face_active)
+    batch, device, n_faces = verts.shape[0], verts.device, faces.shape[0]
     with torch.no_grad():
         areas = torch.where(face_active.to(device), face_areas(verts.detach(), faces), 0.0) if n_faces else \
             verts.new_zeros((batch, 0))
