@@ -19,38 +19,20 @@ Convention:
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from splat._cpp import load_extension
+
 MeshBackend = Literal["auto", "cpu", "brute"]
-
-_EXT = None
-_EXT_FAILED = False
-
 
 def _load_kernel():
     """Build (first use) or load (cached) the C++ kernel; None with one warning if that fails."""
-    global _EXT, _EXT_FAILED
-    if _EXT is not None or _EXT_FAILED:
-        return _EXT
-    try:
-        from torch.utils.cpp_extension import load
-
-        _EXT = load(
-            name="splat_mesh_distance_cpu",
-            sources=[str(Path(__file__).with_name("mesh_distance.cpp"))],
-            extra_cflags=["-O3", "-march=native"],
-            verbose=False,
-        )
-    except Exception as exc:  # compiler missing, build error: fall back to the torch twin
-        _EXT_FAILED = True
-        warnings.warn(f"splat.ops.mesh_distance: C++ kernel unavailable ({exc}); using the torch twin",
-                      RuntimeWarning, stacklevel=3)
-    return _EXT
+    return load_extension("splat_mesh_distance_cpu", Path(__file__).with_name("mesh_distance.cpp"),
+                          "the C++ mesh distance kernel", "the torch twin")
 
 
 def kernel_available() -> bool:

@@ -237,18 +237,23 @@ def _margins(target: Tensor, settings: SearchSettings) -> Tensor | None:
     return m * m if settings.chamfer.squared else m
 
 
+def _first_of_each_structure(pop: Population, order: list[int], k: int) -> list[int]:
+    """The first index, in ``order``, of each of the first ``k`` distinct structures (discrete genes)."""
+    out, seen = [], set()
+    for i in order:
+        key = tuple(pop.disc[i].tolist())
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+            if len(out) == k:
+                break
+    return out
+
+
 def _structure_leaders(pop: Population, fitness: Tensor, k: int) -> Tensor:
     """Indices of the best (finite) genome of each of the ``k`` best distinct structures of ``pop``."""
-    out, seen = [], set()
-    for i in torch.argsort(fitness, stable=True).tolist():
-        key = tuple(pop.disc[i].tolist())
-        if not math.isfinite(float(fitness[i])) or key in seen:
-            continue
-        seen.add(key)
-        out.append(i)
-        if len(out) == k:
-            break
-    return torch.tensor(out, dtype=torch.int64)
+    order = [i for i in torch.argsort(fitness, stable=True).tolist() if math.isfinite(float(fitness[i]))]
+    return torch.tensor(_first_of_each_structure(pop, order, k), dtype=torch.int64)
 
 
 def search(
@@ -431,14 +436,7 @@ def _turned(genomes: GenomeSpace, pop: Population) -> Population:
 
 def _first_structures(pop: Population, k: int) -> Population:
     """The first genome of each of the first ``k`` distinct structures of ``pop`` (in order)."""
-    out, seen = [], set()
-    for i, disc in enumerate(pop.disc.tolist()):
-        if tuple(disc) not in seen:
-            seen.add(tuple(disc))
-            out.append(i)
-        if len(out) == k:
-            break
-    return take(pop, out)
+    return take(pop, _first_of_each_structure(pop, list(range(pop.disc.shape[0])), k))
 
 
 def _polish(program, genomes: GenomeSpace, best: Population, target: Tensor, settings: SearchSettings,

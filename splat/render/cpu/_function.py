@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import functools
-import os
-import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from splat._cpp import load_extension
+
 _SOURCE = Path(__file__).with_name("rasterize.cpp")
 
 
-@functools.cache
+_KERNEL = ("splat_raster_cpu", _SOURCE, "the C++ CPU rasterizer", "the slow pure-PyTorch backend instead")
+
+
 def load_kernel():
     """Build (first use) or load (cached) the extension; None with one warning if that fails."""
-    try:
-        from torch.utils.cpp_extension import load
-
-        flags = ["-O3", "-march=native", "-fno-math-errno", "-std=c++17"]
-        return load(
-            name="splat_raster_cpu",
-            sources=[os.fspath(_SOURCE)],
-            extra_cflags=flags,
-            extra_ldflags=["-pthread"],
-            verbose=False,
-        )
-    except Exception as err:  # any compiler / toolchain failure
-        msg = str(err).strip().splitlines()
-        warnings.warn(
-            "splat.render: could not build the C++ CPU rasterizer "
-            f"({msg[-1] if msg else type(err).__name__}); using the slow pure-PyTorch backend instead",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
+    return load_extension(*_KERNEL)
 
 
 def kernel_available() -> bool:
