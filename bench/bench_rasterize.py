@@ -112,7 +112,8 @@ def _rss_mb() -> float:
 def run_one(backend: str, n: int, repeats: int) -> dict:
     """Time forward / backward of one backend on the chair scene; called in a fresh subprocess."""
     from splat.render import RasterSettings, rasterize
-    from splat.render._projection import project, quat_scale_components
+    from splat.maths import quat_scale_components
+    from splat.render._projection import project
     from splat.render._reference import bin_gaussians
 
     torch.manual_seed(0)

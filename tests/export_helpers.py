@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splat.export.ply import rgb_to_sh_dc
+from splat.maths import rgb_to_sh_dc
 
 LEG_XY = [(-0.15, -0.15), (0.15, -0.15), (-0.15, 0.15), (0.15, 0.15)]
 PART_COLORS = {"Seat": (0.9, 0.2, 0.1), "Leg": (0.1, 0.3, 0.9), "Round Leg": (0.1, 0.8, 0.3), "Back": (0.95, 0.8, 0.1)}

@@ -16,8 +16,8 @@ from scipy.spatial import cKDTree
 
 from splat.errors import SplatError
 from splat.export.glb import ROOT_NODE, Z_UP_TO_Y_UP, key_name, part_colors, write_glb
-from splat.export.ply import rgb_to_sh_dc
-from splat.geonodes.geometry import Geometry, Part, loc_rot_scale
+from splat.geonodes.geometry import Geometry, Part
+from splat.maths import loc_rot_scale, rgb_to_sh_dc
 from splat.geonodes.primitives import PrimitiveKey
 
 LEG = PrimitiveKey("Chair", "Leg", "cube", (2, 2, 2))

@@ -15,17 +15,14 @@ from plyfile import PlyData, PlyElement
 from scipy.spatial.transform import Rotation
 
 from splat.errors import SplatError
-from splat.export import (
+from splat.export import SplatCloud, read_splats_ply, splats_from_world, write_splats_ply
+from splat.maths import (
     SH_C0,
-    SplatCloud,
     covariances_from_scales_quats,
     covariances_to_scales_quats,
     quats_to_rotmats,
-    read_splats_ply,
     rotmats_to_quats,
     sh_dc_to_rgb,
-    splats_from_world,
-    write_splats_ply,
 )
 
 

@@ -7,7 +7,8 @@ import math
 import torch
 
 from splat.geonodes import Geometry, Part, PrimitiveKey
-from splat.geonodes.geometry import euler_xyz_matrix, identity_transforms, loc_rot_scale
+from splat.geonodes.geometry import identity_transforms
+from splat.maths import euler_xyz_matrix, loc_rot_scale
 
 F64 = torch.float64
 

@@ -107,7 +107,7 @@ def test_bad_settings():
 
 
 def test_point_triangle_distance_matches_dense_sampling_and_gradcheck():
-    from splat.ops.chamfer import point_triangle_sq_distance
+    from splat.ops.mesh_distance import point_triangle_sq_distance
 
     gen = torch.Generator().manual_seed(21)
     tri = torch.rand((64, 3, 3), generator=gen, dtype=torch.float64)

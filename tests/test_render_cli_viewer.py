@@ -14,7 +14,7 @@ import torch
 
 from splat.data import Camera
 from splat.errors import SplatError
-from splat.export.ply import covariances_from_scales_quats, rgb_to_sh_dc
+from splat.maths import covariances_from_scales_quats, rgb_to_sh_dc
 from splat.viewer.cameras import (
     bounds_sphere,
     load_camera_file,

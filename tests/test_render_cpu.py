@@ -34,9 +34,9 @@ def _run(backend, params, n_cam, width, height, *, mode="RGB", bg=False, covars=
     vms = vms.clone().requires_grad_(True)
     kw = {}
     if covars:
-        from splat.render._projection import quat_scale_to_covar
+        from splat.maths import covariances_from_scales_quats
 
-        cov = quat_scale_to_covar(params["quats"], params["scales"]).detach().requires_grad_(True)
+        cov = covariances_from_scales_quats(params["scales"], params["quats"]).detach().requires_grad_(True)
         leaves = {k: v for k, v in leaves.items() if k not in ("quats", "scales")}
         leaves["covars"] = cov
         kw["covars"] = cov

@@ -15,7 +15,7 @@ import torch
 from render_fixtures import cameras, gaussians
 from splat.errors import SplatError
 from splat.render import RasterResult, RasterSettings, rasterize
-from splat.render._projection import quat_scale_to_covar
+from splat.maths import covariances_from_scales_quats
 from splat.render._sh import sh_to_color
 
 BACKENDS = ["cpu", "torch"]
@@ -111,7 +111,7 @@ def test_covars_equal_quats_scales_and_means2d_grad(backend):
     s = RasterSettings(backend=backend)
     a = rasterize(p["means"], p["opacities"], p["colors"], vms, ks, 24, 24, quats=p["quats"], scales=p["scales"],
                   settings=s)
-    covars = quat_scale_to_covar(p["quats"], p["scales"])
+    covars = covariances_from_scales_quats(p["scales"], p["quats"])
     b = rasterize(p["means"], p["opacities"], p["colors"], vms, ks, 24, 24, covars=covars, settings=s)
     torch.testing.assert_close(a.colors, b.colors)
     means = p["means"].clone().requires_grad_(True)

@@ -105,7 +105,7 @@ def make_stool_scene(root: Path, *, params=STOOL_PARAMS, n_train: int = 6, n_tes
                      background=(1.0, 1.0, 1.0), num_gaussians: int = 3000) -> Path:
     """Write the stool scene into ``root`` (program file ``stool.json`` beside transforms.json)."""
     from splat.data import Camera, intrinsics_matrix, write_scene
-    from splat.export import rgb_to_sh_dc
+    from splat.maths import rgb_to_sh_dc
     from splat.gaussians import InitSettings, init_gaussians
     from splat.program import ShapeProgram
     from splat.render import RasterSettings, rasterize

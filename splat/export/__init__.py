@@ -3,7 +3,7 @@
 Public API (see docs/architecture.md):
 
 - :class:`SplatCloud`, :func:`write_splats_ply`, :func:`read_splats_ply` — Inria 3DGS PLY layout.
-- :func:`covariances_to_scales_quats`, :func:`splats_from_world` — world Gaussians -> PLY values.
+- :func:`splats_from_world` — world Gaussians -> PLY values (rotation/covariance maths: :mod:`splat.maths`).
 - :class:`EditableAsset`, :func:`write_assets`, :func:`load_asset` (asset.py) — a run's assets folder
   (program.json, params.json, gaussians.pt, splats.ply) written and loaded back; edits re-evaluate the
   program and move the Gaussians with their primitives.
@@ -14,15 +14,8 @@ Public API (see docs/architecture.md):
 from splat.export.asset import EditableAsset, load_asset, write_assets
 from splat.export.glb import part_colors, write_glb
 from splat.export.ply import (
-    SH_C0,
     SplatCloud,
-    covariances_from_scales_quats,
-    covariances_to_scales_quats,
-    quats_to_rotmats,
     read_splats_ply,
-    rgb_to_sh_dc,
-    rotmats_to_quats,
-    sh_dc_to_rgb,
     splats_from_world,
     splats_to_array,
     write_splats_ply,
@@ -34,15 +27,8 @@ __all__ = [
     "part_colors",
     "write_assets",
     "write_glb",
-    "SH_C0",
     "SplatCloud",
-    "covariances_from_scales_quats",
-    "covariances_to_scales_quats",
-    "quats_to_rotmats",
     "read_splats_ply",
-    "rgb_to_sh_dc",
-    "rotmats_to_quats",
-    "sh_dc_to_rgb",
     "splats_from_world",
     "splats_to_array",
     "write_splats_ply",

@@ -30,6 +30,7 @@ import torch
 from splat.errors import SplatError
 from splat.export.ply import SplatCloud, splats_from_world, write_splats_ply
 from splat.io import atomic_path, read_json, write_json_atomic
+from splat.maths import sh_dc_to_rgb
 
 PARAMS_FORMAT = "splat.fitted/1"
 PROGRAM_FILE = "program.json"
@@ -177,7 +178,7 @@ def cover_new_primitives(asset: EditableAsset, *, seed: int = 0) -> EditableAsse
     owned_parts = [p for p in geo.parts if p.key in set(g.keys)]
     density = len(g) / max(area(owned_parts), 1e-9)
     num = int(min(max(64, density * area(parts)), max(64, len(g))))
-    rgb = (0.5 + 0.28209479177387814 * g.params["sh0"].detach()[:, 0].double()).clamp(0, 1)
+    rgb = sh_dc_to_rgb(g.params["sh0"].detach()[:, 0].double()).clamp(0, 1)
     w = torch.sigmoid(g.params["opacity_logits"].detach().double())
     trees = {k.tree for k in missing}
     same = torch.tensor([g.keys[int(i)].tree in trees for i in g.prim], dtype=torch.bool)
@@ -199,7 +200,7 @@ def cover_new_primitives(asset: EditableAsset, *, seed: int = 0) -> EditableAsse
     return replace(asset, gaussians=merged)
 
 
-def placement_matrix(value: Any, *, file: Any = None) -> np.ndarray:
+def check_placement(value: Any, *, file: Any = None) -> np.ndarray:
     """Check a 4x4 affine placement (list of lists) -> float64 [4, 4]."""
     try:
         m = np.asarray(value, dtype=np.float64)
@@ -237,7 +238,7 @@ def read_params_json(path: str | os.PathLike, space: Any | None = None) -> tuple
         params = data.get("params")
         if not isinstance(params, dict):
             raise SplatError("must be an object mapping parameter names to values", file=path, field="params")
-        placement = placement_matrix(data.get("placement", np.eye(4).tolist()), file=path)
+        placement = check_placement(data.get("placement", np.eye(4).tolist()), file=path)
     else:
         params, placement = data, np.eye(4)
     if space is not None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from splat.errors import SplatError
-from splat.export.ply import sh_dc_to_rgb
+from splat.maths import sh_dc_to_rgb
 from splat.io import write_bytes_atomic
 
 ROOT_NODE = "z_up_to_y_up"

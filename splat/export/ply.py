@@ -31,12 +31,7 @@ from torch import Tensor
 
 from splat.errors import SplatError
 from splat.io import atomic_path
-
-SH_C0 = 0.28209479177387814
-"""Degree-0 real spherical-harmonic constant: ``rgb = 0.5 + SH_C0 * f_dc``."""
-
-_MIN_VAR = 1e-20  # eigenvalue floor when factorising a covariance (sigma >= 1e-10 m)
-
+from splat.maths import covariances_from_scales_quats, covariances_to_scales_quats, rgb_to_sh_dc
 
 class SplatCloud(NamedTuple):
     """A set of N 3D Gaussians in pre-activation form (what a 3DGS PLY stores).
@@ -60,101 +55,6 @@ class SplatCloud(NamedTuple):
 
     def covariances(self) -> Tensor:  # [N, 3, 3]
         return covariances_from_scales_quats(self.log_scales.exp(), self.quats)
-
-
-def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
-    """Colours in [0, 1] ``[..., 3]`` -> degree-0 SH coefficients ``[..., 3]`` (inverse of
-    ``0.5 + SH_C0 * dc``)."""
-    return (rgb - 0.5) / SH_C0
-
-
-def sh_dc_to_rgb(dc: Tensor) -> Tensor:
-    """Degree-0 SH coefficients ``[..., 3]`` -> view-independent colour ``[..., 3]`` (not clamped)."""
-    return 0.5 + SH_C0 * dc
-
-
-def quats_to_rotmats(quats: Tensor) -> Tensor:
-    """Unit quaternions ``[..., 4]`` (wxyz) -> rotation matrices ``[..., 3, 3]``.
-
-    Convention: wxyz, Hamilton product, the matrix rotates column vectors (``x' = R x``). The input is
-    normalised first.
-    """
-    q = quats / quats.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]
-    return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
-
-
-def rotmats_to_quats(rotmats: Tensor) -> Tensor:
-    """Rotation matrices ``[..., 3, 3]`` (det +1) -> unit quaternions ``[..., 4]`` (wxyz, w >= 0).
-
-    Shepperd's method: for each matrix the largest of ``(trace, R00, R11, R22)`` picks the branch, so
-    there is no division by a small number anywhere (robust near 180-degree rotations).
-    """
-    R = rotmats
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    tr = m00 + m11 + m22
-    # four candidate solutions, each well conditioned when its pivot is the largest
-    c0 = torch.stack([1 + tr, R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                      R[..., 1, 0] - R[..., 0, 1]], -1)
-    c1 = torch.stack([R[..., 2, 1] - R[..., 1, 2], 1 + m00 - m11 - m22, R[..., 0, 1] + R[..., 1, 0],
-                      R[..., 0, 2] + R[..., 2, 0]], -1)
-    c2 = torch.stack([R[..., 0, 2] - R[..., 2, 0], R[..., 0, 1] + R[..., 1, 0], 1 - m00 + m11 - m22,
-                      R[..., 1, 2] + R[..., 2, 1]], -1)
-    c3 = torch.stack([R[..., 1, 0] - R[..., 0, 1], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1],
-                      1 - m00 - m11 + m22], -1)
-    cands = torch.stack([c0, c1, c2, c3], -2)  # [..., 4, 4]
-    pivot = torch.stack([tr, m00, m11, m22], -1).argmax(-1)  # [...]
-    q = torch.gather(cands, -2, pivot[..., None, None].expand(*pivot.shape, 1, 4)).squeeze(-2)
-    q = q / q.norm(dim=-1, keepdim=True)
-    return torch.where(q[..., :1] < 0, -q, q)
-
-
-def covariances_from_scales_quats(scales: Tensor, quats: Tensor) -> Tensor:
-    """``Sigma = R diag(scales^2) R^T``. scales ``[..., 3]`` (standard deviations, not log),
-    quats ``[..., 4]`` wxyz -> ``[..., 3, 3]``."""
-    R = quats_to_rotmats(quats)
-    return (R * scales[..., None, :] ** 2) @ R.transpose(-1, -2)
-
-
-def covariances_to_scales_quats(covars: Tensor, *, min_scale: float = 1e-10) -> tuple[Tensor, Tensor]:
-    """Factor world covariances into (log-scales, wxyz quaternions) as 3DGS stores them.
-
-    Args:
-        covars: ``[N, 3, 3]`` symmetric positive (semi-)definite covariances, any float dtype/device.
-        min_scale: floor on the standard deviations (metres); degenerate (flat or needle) Gaussians get
-            this along their collapsed axes instead of ``log(0)``.
-
-    Returns:
-        ``(log_scales [N, 3], quats [N, 4])`` in ``covars``' dtype and device, such that
-        ``covariances_from_scales_quats(log_scales.exp(), quats)`` reproduces ``covars`` (exactly up to
-        float rounding for positive-definite inputs). Scales are sorted ascending; quaternions have
-        ``w >= 0``.
-
-    Convention: the input is symmetrised (``(S + S^T) / 2``) and factored in float64 with ``eigh``; the
-    eigenvector basis is made right-handed (det +1) by flipping one axis, which does not change the
-    covariance. Non-finite entries raise :class:`SplatError` (field ``covars[i]``); this function does
-    not differentiate (it is an export step).
-    """
-    if covars.ndim != 3 or covars.shape[1:] != (3, 3):
-        raise ValueError(f"covars must be [N, 3, 3], got {tuple(covars.shape)}")
-    bad = ~torch.isfinite(covars).reshape(covars.shape[0], -1).all(-1)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
-        raise SplatError(f"{int(bad.sum())} covariance(s) are not finite (NaN or Inf)", field=f"covars[{i}]")
-    c = covars.detach().to(torch.float64)
-    c = 0.5 * (c + c.transpose(-1, -2))
-    evals, evecs = torch.linalg.eigh(c)  # ascending, orthonormal columns
-    det = torch.linalg.det(evecs)
-    evecs = torch.cat([evecs[..., :2], evecs[..., 2:] * torch.sign(det)[:, None, None]], dim=-1)
-    var = evals.clamp_min(max(min_scale**2, _MIN_VAR))
-    log_scales = 0.5 * var.log()
-    quats = rotmats_to_quats(evecs)
-    return log_scales.to(covars.dtype), quats.to(covars.dtype)
 
 
 def splats_from_world(means: Tensor, covars: Tensor, opacities: Tensor, sh: Tensor,

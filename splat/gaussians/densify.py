@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from splat.export import quats_to_rotmats
+from splat.maths import quats_to_rotmats
 from splat.gaussians.model import ProceduralGaussians
 
 

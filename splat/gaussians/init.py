@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from splat.export import covariances_to_scales_quats, rgb_to_sh_dc
+from splat.maths import covariances_to_scales_quats, rgb_to_sh_dc
 from splat.gaussians.model import ProceduralGaussians
 
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from splat.export import quats_to_rotmats
+from splat.maths import quats_to_rotmats
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh0", "shN")
 """Per-Gaussian parameter names (plus ``residuals`` [N, C, 3] when per-copy residuals are on)."""

@@ -15,6 +15,7 @@ from typing import Mapping, NamedTuple
 import torch
 from torch import Tensor
 
+
 from splat.geonodes.primitives import (CanonicalMesh, PrimitiveKey, canonical_mesh, canonical_verts,
                                        local_vertices, shape_map)
 
@@ -185,29 +186,6 @@ def _world_verts_grouped(parts: tuple[Part, ...]) -> list[Tensor]:
 
 
 _DIAGONAL = ("cube", "cylinder", "uv_sphere", "grid")
-
-
-def euler_xyz_matrix(rot: Tensor) -> Tensor:  # [B, 3] -> [B, 3, 3]
-    """Blender's Euler XYZ rotation: R = Rz @ Ry @ Rx (radians, column vectors)."""
-    cx, cy, cz = torch.cos(rot).unbind(-1)
-    sx, sy, sz = torch.sin(rot).unbind(-1)
-    r = torch.stack([
-        cy * cz, sy * sx * cz - cx * sz, sy * cx * cz + sx * sz,
-        cy * sz, sy * sx * sz + cx * cz, sy * cx * sz - sx * cz,
-        -sy, cy * sx, cy * cx,
-    ], -1)
-    return r.reshape(rot.shape[:-1] + (3, 3))
-
-
-def loc_rot_scale(loc: Tensor, rot: Tensor, scale: Tensor) -> Tensor:  # [B,3] x3 -> [B, 4, 4]
-    """T(loc) @ R(Euler XYZ rot) @ diag(scale): Blender's Transform Geometry (COMPONENTS)."""
-    B = loc.shape[0]
-    if rot.requires_grad or bool((rot != 0).any()):
-        rs = euler_xyz_matrix(rot) * scale[:, None, :]
-    else:
-        rs = torch.diag_embed(scale)
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=loc.dtype, device=loc.device).expand(B, 1, 4)
-    return torch.cat([torch.cat([rs, loc[:, :, None]], 2), bottom], 1)
 
 
 def identity_transforms(batch_size: int, dtype: torch.dtype, device) -> Tensor:  # [B, 4, 4]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from splat.geonodes.geometry import Geometry, loc_rot_scale
+from splat.geonodes.geometry import Geometry
+from splat.maths import loc_rot_scale
 from splat.geonodes.spec import NodeSpec, PropSpec, SocketSpec, fixed, register
 
 

@@ -18,7 +18,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from splat.ops.knn import Backend, _lengths, _valid_mask, knn_points
+from splat.ops.knn import Backend, _lengths, _valid_mask, knn_indices, knn_points
+from splat.ops.mesh_distance import point_mesh_sq_distance, point_triangle_sq_distance
 
 
 @dataclass(frozen=True)
@@ -146,46 +147,6 @@ def chamfer_distance(
     return ChamferResult(loss=loss, x_to_y=x_to_y, y_to_x=y_to_x, x_dists=x_dists, y_dists=y_dists)
 
 
-def point_triangle_sq_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """Squared distance ``[...]`` from points ``p [..., 3]`` to triangles ``(a, b, c) [..., 3]``.
-
-    The closest point is found by Voronoi region (vertex, edge or face) in closed form, so the result is
-    exact and differentiable in the point and the three corners. Degenerate triangles fall back to their
-    edges and corners.
-    """
-    eps = torch.finfo(p.dtype).tiny * 1e6
-
-    def dot(u, v):
-        return (u * v).sum(-1)
-
-    def safe_div(n, d):
-        return n / torch.where(d.abs() > eps, d, torch.full_like(d, eps))
-
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = dot(ab, ap), dot(ac, ap)
-    bp = p - b
-    d3, d4 = dot(ab, bp), dot(ac, bp)
-    cp = p - c
-    d5, d6 = dot(ab, cp), dot(ac, cp)
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    # Candidate closest points, one per region.
-    q_ab = a + safe_div(d1, d1 - d3)[..., None] * ab
-    q_ac = a + safe_div(d2, d2 - d6)[..., None] * ac
-    q_bc = b + safe_div(d4 - d3, (d4 - d3) + (d5 - d6))[..., None] * (c - b)
-    denom = va + vb + vc
-    q_in = a + safe_div(vb, denom)[..., None] * ab + safe_div(vc, denom)[..., None] * ac
-    q = q_in
-    q = torch.where(((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0))[..., None], q_bc, q)
-    q = torch.where(((vb <= 0) & (d2 >= 0) & (d6 <= 0))[..., None], q_ac, q)
-    q = torch.where(((d6 >= 0) & (d5 <= d6))[..., None], c, q)
-    q = torch.where(((vc <= 0) & (d1 >= 0) & (d3 <= 0))[..., None], q_ab, q)
-    q = torch.where(((d3 >= 0) & (d4 <= d3))[..., None], b, q)
-    q = torch.where(((d1 <= 0) & (d2 <= 0))[..., None], a, q)
-    return (p - q).square().sum(-1)
-
-
 def mesh_cloud_chamfer(
     samples: Tensor,
     sample_faces: Tensor,
@@ -230,13 +191,11 @@ def mesh_cloud_chamfer(
         loss = loss + x_to_y
     if settings.direction in ("both", "y_to_x"):
         if candidates is None:
-            from splat.ops.mesh_distance import point_mesh_sq_distance
 
             d2, nearest = point_mesh_sq_distance(cloud, verts, faces, face_active, cl,
                                                  backend="auto" if backend in ("auto", "kdtree") else "brute")
             d2 = torch.where(nearest >= 0, d2, torch.full_like(d2, math.inf))
         else:
-            from splat.ops.knn import knn_indices
 
             k = min(candidates, samples.shape[1])
             idx = knn_indices(cloud, samples, cl, sl, K=k, backend=backend)  # [B, M, k]

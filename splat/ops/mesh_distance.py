@@ -63,9 +63,47 @@ def _check(points: Tensor, verts: Tensor, faces: Tensor, face_active: Tensor | N
     return batch, face_active.to(torch.bool), lengths
 
 
-def _nearest_brute(points, verts, faces, face_active, lengths, batch, chunk: int = 1 << 21) -> Tensor:
-    from splat.ops.chamfer import point_triangle_sq_distance
+def point_triangle_sq_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """Squared distance ``[...]`` from points ``p [..., 3]`` to triangles ``(a, b, c) [..., 3]``.
 
+    The closest point is found by Voronoi region (vertex, edge or face) in closed form, so the result is
+    exact and differentiable in the point and the three corners. Degenerate triangles fall back to their
+    edges and corners.
+    """
+    eps = torch.finfo(p.dtype).tiny * 1e6
+
+    def dot(u, v):
+        return (u * v).sum(-1)
+
+    def safe_div(n, d):
+        return n / torch.where(d.abs() > eps, d, torch.full_like(d, eps))
+
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = dot(ab, ap), dot(ac, ap)
+    bp = p - b
+    d3, d4 = dot(ab, bp), dot(ac, bp)
+    cp = p - c
+    d5, d6 = dot(ab, cp), dot(ac, cp)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    # Candidate closest points, one per region.
+    q_ab = a + safe_div(d1, d1 - d3)[..., None] * ab
+    q_ac = a + safe_div(d2, d2 - d6)[..., None] * ac
+    q_bc = b + safe_div(d4 - d3, (d4 - d3) + (d5 - d6))[..., None] * (c - b)
+    denom = va + vb + vc
+    q_in = a + safe_div(vb, denom)[..., None] * ab + safe_div(vc, denom)[..., None] * ac
+    q = q_in
+    q = torch.where(((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0))[..., None], q_bc, q)
+    q = torch.where(((vb <= 0) & (d2 >= 0) & (d6 <= 0))[..., None], q_ac, q)
+    q = torch.where(((d6 >= 0) & (d5 <= d6))[..., None], c, q)
+    q = torch.where(((vc <= 0) & (d1 >= 0) & (d3 <= 0))[..., None], q_ab, q)
+    q = torch.where(((d3 >= 0) & (d4 <= d3))[..., None], b, q)
+    q = torch.where(((d1 <= 0) & (d2 <= 0))[..., None], a, q)
+    return (p - q).square().sum(-1)
+
+
+def _nearest_brute(points, verts, faces, face_active, lengths, batch, chunk: int = 1 << 21) -> Tensor:
     m, f = points.shape[1], faces.shape[0]
     out = torch.full((batch, m), -1, dtype=torch.int64, device=points.device)
     if f == 0 or m == 0:
@@ -132,8 +170,6 @@ def point_mesh_sq_distance(
     Differentiable in ``points`` and ``verts``. Where the face index is -1 (padding, or no active face)
     the distance is 0.
     """
-    from splat.ops.chamfer import point_triangle_sq_distance
-
     idx = nearest_faces(points, verts, faces, face_active, lengths, backend=backend)
     batch = idx.shape[0]
     tri = faces.to(idx.device)[idx.clamp(min=0)]  # [B, M, 3]

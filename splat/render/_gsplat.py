@@ -24,14 +24,13 @@ def gsplat_available() -> bool:
 
 
 def rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quats, scales, covars,
-                     sh_degree, backgrounds, settings, n_invalid):
-    """Call gsplat.rasterization (non-packed, so means2d is [C, N, 2]) and wrap its outputs.
+                     sh_degree, backgrounds, settings):
+    """Call gsplat.rasterization (non-packed, so means2d is [C, N, 2]).
 
-    Non-finite Gaussians were already culled by the caller (zero opacity: gsplat skips them);
-    ``n_invalid`` is their count, passed through to the result."""
+    Non-finite Gaussians were already culled by the caller (zero opacity: gsplat skips them). Returns
+    ``(render, alphas, means2d, radii [C, N, 2] int32, depths)``; the caller wraps them in its
+    ``RasterResult``."""
     import gsplat
-
-    from splat.render.functional import RasterResult
 
     from splat.errors import SplatError
 
@@ -52,5 +51,4 @@ def rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quat
     radii = meta["radii"]
     if radii.dim() == 2:  # older gsplat: one radius per Gaussian
         radii = radii[..., None].expand(-1, -1, 2)
-    return RasterResult(render, alphas, meta["means2d"], radii.to(torch.int32), meta["depths"], n_invalid,
-                        "gsplat")
+    return render, alphas, meta["means2d"], radii.to(torch.int32), meta["depths"]

@@ -19,6 +19,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from splat.maths import covar_components
+
 ALPHA_THRESHOLD = 1.0 / 255.0
 
 
@@ -31,55 +33,6 @@ class Projection(NamedTuple):
     radii: Tensor  # [C, N, 2] int32 box half-size in pixels, 0 = culled
     opacities: Tensor  # [C, N] opacity times the antialiasing compensation when enabled
     compensations: Optional[Tensor]  # [C, N] sqrt(det(cov2d) / det(cov2d + eps2d I)), or None
-
-
-Cov6 = tuple  # (xx, xy, xz, yy, yz, zz) covariance entries, each [N]
-
-
-def quat_scale_components(quats: Tensor, scales: Tensor) -> Cov6:
-    """Entries of ``R S S R^T`` from wxyz quaternions (normalised here) and per-axis scales.
-
-    Computed entry by entry on [N] tensors: on CPU this is much faster (forward and autograd) than
-    batched 3x3 matmuls.
-    """
-    inv = torch.rsqrt((quats * quats).sum(-1).clamp_min(1e-24))
-    w, x, y, z = (quats * inv[:, None]).unbind(-1)
-    sx, sy, sz = scales.unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    # Columns of M = R S.
-    m00, m01, m02 = (1 - 2 * (yy + zz)) * sx, 2 * (xy - wz) * sy, 2 * (xz + wy) * sz
-    m10, m11, m12 = 2 * (xy + wz) * sx, (1 - 2 * (xx + zz)) * sy, 2 * (yz - wx) * sz
-    m20, m21, m22 = 2 * (xz - wy) * sx, 2 * (yz + wx) * sy, (1 - 2 * (xx + yy)) * sz
-    return (
-        m00 * m00 + m01 * m01 + m02 * m02,
-        m00 * m10 + m01 * m11 + m02 * m12,
-        m00 * m20 + m01 * m21 + m02 * m22,
-        m10 * m10 + m11 * m11 + m12 * m12,
-        m10 * m20 + m11 * m21 + m12 * m22,
-        m20 * m20 + m21 * m21 + m22 * m22,
-    )
-
-
-def covar_components(covars: Tensor) -> Cov6:
-    """Entries of a covariance matrix [N, 3, 3], symmetrised (gradients stay symmetric)."""
-    c = covars
-    return (c[:, 0, 0], 0.5 * (c[:, 0, 1] + c[:, 1, 0]), 0.5 * (c[:, 0, 2] + c[:, 2, 0]), c[:, 1, 1],
-            0.5 * (c[:, 1, 2] + c[:, 2, 1]), c[:, 2, 2])
-
-
-def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
-    """Covariance ``R S S R^T`` from wxyz quaternions (normalised here) and per-axis scales.
-
-    Args:
-        quats: wxyz. [N, 4]
-        scales: standard deviations along the local axes. [N, 3]
-
-    Returns:
-        covariances. [N, 3, 3]
-    """
-    xx, xy, xz, yy, yz, zz = quat_scale_components(quats, scales)
-    return torch.stack([xx, xy, xz, xy, yy, yz, xz, yz, zz], -1).reshape(quats.shape[:-1] + (3, 3))
 
 
 def project(

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
-from splat.render._projection import camera_centers, project, quat_scale_components
+from splat.maths import quat_scale_components
+from splat.render._projection import camera_centers, project
 from splat.render._sh import MAX_SH_DEGREE, sh_to_color
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
@@ -149,8 +150,9 @@ def rasterize(
     if backend == "gsplat":
         from splat.render._gsplat import rasterize_gsplat
 
-        return rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quats, scales,
-                                covars, sh_degree, backgrounds, s, n_invalid)
+        out = rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quats, scales,
+                               covars, sh_degree, backgrounds, s)
+        return RasterResult(*out, n_invalid, "gsplat")
 
     _check_opacities(opacities)
     if covars is None:

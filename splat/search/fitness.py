@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
+from splat.maths import rotate_z
 from splat.ops.chamfer import ChamferSettings, mesh_cloud_chamfer
 from splat.ops.sampling import sample_surface, sample_surface_stratified
 from splat.program import ShapeProgram
@@ -73,13 +74,6 @@ def subsample(points: Tensor, n: int, generator: torch.Generator) -> Tensor:
         return points
     idx = torch.randperm(points.shape[0], generator=generator)[:n]
     return points[idx.to(points.device)]
-
-
-def rotate_z(points: Tensor, yaw: Tensor) -> Tensor:
-    """``points [B, N, 3]`` rotated by ``yaw [B]`` radians about +Z (right-handed)."""
-    c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
-    x, y, z = points.unbind(-1)
-    return torch.stack([c * x - s * y, s * x + c * y, z], -1)
 
 
 def place(points: Tensor, placement: Placement) -> Tensor:

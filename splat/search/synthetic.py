@@ -15,7 +15,7 @@ from torch import Tensor
 
 from splat.ops.sampling import sample_surface
 from splat.program import ShapeProgram
-from splat.search.fitness import rotate_z
+from splat.maths import rotate_z
 
 
 def synthetic_scan(

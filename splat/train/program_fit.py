@@ -13,26 +13,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-
-def placement_matrix(translation: Tensor, yaw: Tensor, log_scale: Tensor) -> Tensor:
-    """[4, 4] ``T(translation) Rz(yaw) diag(exp(log_scale))``, differentiable. translation [3], yaw/log_scale []."""
-    c, s, k = torch.cos(yaw), torch.sin(yaw), torch.exp(log_scale)
-    zero, one = torch.zeros_like(yaw), torch.ones_like(yaw)
-    rows = [
-        torch.stack([c * k, -s * k, zero, translation[0]]),
-        torch.stack([s * k, c * k, zero, translation[1]]),
-        torch.stack([zero, zero, k, translation[2]]),
-        torch.stack([zero, zero, zero, one]),
-    ]
-    return torch.stack(rows)
-
-
-def decompose_placement(m: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Inverse of :func:`placement_matrix` for matrices of that form: (translation [3], yaw [], log_scale [])."""
-    m = m.detach().to(torch.float64)
-    k = torch.linalg.vector_norm(m[:3, 2])
-    yaw = torch.atan2(m[1, 0], m[0, 0])
-    return m[:3, 3].clone(), yaw, torch.log(k)
+from splat.maths import decompose_placement, placement_matrix
 
 
 class ProgramFit(nn.Module):

@@ -54,7 +54,7 @@ def _run_search(program: Any, data: TrainData, cfg: TrainConfig, generator: torc
 
     from splat.search import PlacementSettings, SearchSettings, search
 
-    from splat.train.program_fit import placement_matrix
+    from splat.maths import placement_matrix
 
     t0 = time.perf_counter()
     final = dataclasses.replace(SearchSettings().final_refine, steps=cfg.search.final_refine_steps)
