@@ -32,26 +32,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from splat.workspace import SCENES_DIR  # noqa: E402
+
 STAND_INS = {"stool": "table"}
 """Scenes without a program of their own -> the program (and preset) that approximates them."""
 
 
 def shipped_scenes() -> list[str]:
-    root = REPO / "assets" / "scenes"
+    root = SCENES_DIR
     return sorted(p.name for p in root.iterdir() if (p / "transforms.json").is_file())
 
 
 def scene_config(name: str, quick: bool):
     """(TrainConfig, program label) for a shipped scene, or (None, reason) when it cannot be trained."""
-    import configs
+    from splat import presets
 
-    scene_dir = REPO / "assets" / "scenes" / name
-    if name in configs.PRESETS:
-        cfg = configs.preset(name)
+    scene_dir = SCENES_DIR / name
+    if name in presets.PRESETS:
+        cfg = presets.preset(name)
         program = cfg.program or json.loads((scene_dir / "transforms.json").read_text()).get("program") or "?"
     elif name in STAND_INS:
         stand_in = STAND_INS[name]
-        cfg = dataclasses.replace(configs.preset(stand_in), scene=str(scene_dir), program=stand_in)
+        cfg = dataclasses.replace(presets.preset(stand_in), scene=str(scene_dir), program=stand_in)
         program = f"{stand_in} (stand-in)"
     else:
         return None, "no preset and no stand-in program"
@@ -164,7 +166,7 @@ def main() -> None:
         t0 = time.perf_counter()
         result = train(cfg)
         seconds = time.perf_counter() - t0
-        m = evaluate_run(EvalSettings(run=result.run_dir.root, scene=REPO / "assets" / "scenes" / name,
+        m = evaluate_run(EvalSettings(run=result.run_dir.root, scene=SCENES_DIR / name,
                                       surface_samples=cfg.eval.surface_samples))
         (result.run_dir.root / "bench_eval.json").write_text(json.dumps(m, indent=2))
         rows.append(row(name, program, args.quick, seconds, m))

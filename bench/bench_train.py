@@ -31,10 +31,10 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="output dir (default: a temporary folder)")
     args = ap.parse_args()
 
-    import configs
+    from splat import presets
     from splat.train import train
 
-    cfg = configs.preset(args.scene)
+    cfg = presets.preset(args.scene)
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, steps=args.steps))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_train_"))

@@ -55,32 +55,6 @@ def _json_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def resolve_scene(asset: Any, override: Optional[Path]) -> Path:
-    """The scene folder of a run: ``override``, else the scene recorded in the run's config.json (a path,
-    or a registered name resolved through the repository's ``configs`` registry / ``assets/scenes``)."""
-    if override is not None:
-        if not Path(override).is_dir():
-            raise SplatError("no such scene folder", file=override, field="--scene")
-        return Path(override)
-    name = asset.scene
-    if name:
-        if Path(name).is_dir():
-            return Path(name)
-        try:
-            from configs import scene_dir
-
-            p = Path(scene_dir(name))
-            if p.is_dir():
-                return p
-        except (ImportError, SplatError):
-            pass
-        cand = Path(__file__).resolve().parents[1] / "assets" / "scenes" / name
-        if cand.is_dir():
-            return cand
-    raise SplatError(f"cannot find the run's scene (config.json scene: {name!r}); pass --scene",
-                     file=asset.root, field="--scene")
-
-
 def _geometry_block(gm: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"chamfer_l1": gm.chamfer_l1, "chamfer_l2": gm.chamfer_l2,
                            "accuracy": gm.accuracy, "completeness": gm.completeness}
@@ -92,8 +66,8 @@ def _geometry_block(gm: Any) -> dict[str, Any]:
 
 def _image_metrics(asset: Any, scene: Any, backend: str) -> dict[str, Any]:
     from splat.metrics import psnr, ssim
-    from splat.train.data import scene_background
-    from splat.viewer.frames import ViewSettings, render_views
+    from splat.data import scene_background
+    from splat.render.frames import ViewSettings, render_views
 
     idx = list(scene.split["test"])
     if not idx:
@@ -124,11 +98,11 @@ def evaluate_run(settings: EvalSettings) -> dict[str, Any]:
     import trimesh
 
     from splat.data import fuse_depth, load_scene, read_ply_points
-    from splat.export import load_asset
+    from splat.workspace import load_run, run_scene_dir
     from splat.metrics import geometry_metrics, param_errors
 
-    asset = load_asset(settings.run)
-    scene_root = resolve_scene(asset, settings.scene)
+    asset = load_run(settings.run)
+    scene_root = run_scene_dir(asset, settings.scene)
     scene = load_scene(scene_root)
     out: dict[str, Any] = {"run": str(asset.root), "scene": str(scene_root), "program": asset.program.name,
                            "test": _image_metrics(asset, scene, settings.backend)}
@@ -195,25 +169,3 @@ def format_table(m: dict[str, Any]) -> str:
         rows.append(("params: discrete accuracy", f(pe["discrete_accuracy"], ".3f")))
     w = max(len(a) for a, _ in rows)
     return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
-
-
-def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
-    from splat.io import write_json_atomic
-
-    s = tyro.cli(EvalSettings, args=argv, description=__doc__.split("\n\n")[0])
-    if s.surface_samples < 16:
-        raise SplatError(f"must be >= 16, got {s.surface_samples}", field="--surface-samples")
-    if not Path(s.run).exists():
-        raise SplatError("no such run folder", file=s.run)
-    metrics = evaluate_run(s)
-    out = s.out if s.out is not None else Path(metrics["run"]) / "eval_metrics.json"
-    write_json_atomic(out, metrics)
-    print(format_table(metrics))
-    print(f"wrote {out}")
-    return metrics
-
-
-if __name__ == "__main__":
-    from splat.cli import run_cli
-
-    run_cli(main)

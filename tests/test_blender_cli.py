@@ -1,4 +1,4 @@
-"""python -m splat.blender import|export: the command line over the importer and exporter.
+"""splat blender import|export: the command line over the importer and exporter.
 
 Budget: ~8 s (one subprocess for the real `python -m` entry point; the rest in-process).
 """
@@ -13,11 +13,13 @@ import pytest
 
 from conftest import BLENDER_PROGRAMS, REPO
 
+from splat.program import PROGRAMS_DIR
+
 pytestmark = pytest.mark.blender
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "splat.blender", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "splat", "blender", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -42,7 +44,7 @@ def test_cli_import_then_export(tmp_path):
 
 
 def _main_in_process(*args):
-    from splat.blender.__main__ import main
+    from splat.commands.blender import main
     from splat.cli import run_cli
 
     return run_cli(lambda: main([str(a) for a in args]))
@@ -54,10 +56,9 @@ def _main_in_process(*args):
     (("export", "{chair}", "--out", "{tmp}/o/x.blend", "--params", "{tmp}/bad_values.json"), "Seat Height"),
 ])
 def test_cli_user_errors_exit_2_with_one_line(argv, culprit, tmp_path, capsys):
-    from conftest import REPO
 
     (tmp_path / "bad_values.json").write_text(json.dumps({"Seat Height": 7.0}))
-    argv = [a.format(tmp=tmp_path, chair=REPO / "programs" / "chair") for a in argv]
+    argv = [a.format(tmp=tmp_path, chair=PROGRAMS_DIR / "chair") for a in argv]
     with pytest.raises(SystemExit) as exit_:
         _main_in_process(*argv)
     assert exit_.value.code == 2

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BLENDER_PROGRAMS, REPO
+from conftest import BLENDER_PROGRAMS
+from splat.program import PROGRAMS_DIR
 
 pytestmark = pytest.mark.blender
 
@@ -30,7 +31,7 @@ SHIPPED = ("chair", "table", "cabinet")
 
 
 def _own_programs() -> list[str]:
-    root = REPO / "programs"
+    root = PROGRAMS_DIR
     if not root.is_dir():
         return []
     return sorted(p.stem for p in root.iterdir() if (p.is_dir() and (p / "graph.json").is_file()) or p.suffix == ".json")

@@ -1,4 +1,4 @@
-"""`python -m splat.data`: the summary, the fused PLY output and the exit-2 path, by subprocess.
+"""`splat data`: the summary, the fused PLY output and the exit-2 path, by subprocess.
 
 Budget: < 6 s (three interpreter starts importing torch).
 """
@@ -14,7 +14,7 @@ from splat.data.synthetic import write_plane_scene
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "splat.data", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "splat", "data", *map(str, args)], capture_output=True,
                           text=True, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""Tests of the evaluation entry point ``python -m splat.evaluate RUN_DIR``.
+"""Tests of the evaluation entry point ``splat evaluate RUN_DIR``.
 
 Budget: < 30 s (one 2-step smoke training run on the trainer's tiny synthetic stool scene, one
 subprocess for the CLI convention).
@@ -14,19 +14,19 @@ import sys
 import pytest
 
 from splat.errors import SplatError
-from splat.evaluate import main
+from splat.commands.evaluate import main
 
 
 @pytest.fixture(scope="module")
 def run_and_scene(tmp_path_factory):
-    import configs
+    from splat import presets
     from train_fixtures import make_stool_scene
 
     from splat.train import TrainConfig, train
 
     tmp = tmp_path_factory.mktemp("evaluate")
     scene = make_stool_scene(tmp / "scene", n_train=3, n_test=2, size=32, num_gaussians=600).parent
-    cfg = configs.smoke(TrainConfig(scene=str(scene), output_dir=tmp / "out", run="r", threads=1))
+    cfg = presets.smoke(TrainConfig(scene=str(scene), output_dir=tmp / "out", run="r", threads=1))
     return train(cfg).run_dir.root, scene
 
 
@@ -105,7 +105,7 @@ def test_bad_run_dir_is_a_user_error(tmp_path):
 
 
 def test_cli_bad_path_prints_one_line_and_exits_2(tmp_path, repo_root):
-    proc = subprocess.run([sys.executable, "-m", "splat.evaluate", str(tmp_path / "nope")], cwd=repo_root,
+    proc = subprocess.run([sys.executable, "-m", "splat", "evaluate", str(tmp_path / "nope")], cwd=repo_root,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -25,10 +25,10 @@ from splat.export.asset import (
     write_params_json,
 )
 from splat.export.ply import read_splats_ply
-from splat.export.run import ExportConfig, export
+from splat.commands.export import ExportConfig, export
 from splat.gaussians import key_id
-from splat.viewer.cameras import look_at_viewmat, pinhole_K
-from splat.viewer.frames import ViewSettings, render_views, splats_from_cloud
+from splat.render.cameras import look_at_viewmat, pinhole_K
+from splat.render.frames import ViewSettings, render_views, splats_from_cloud
 from splat.data import Camera
 
 

@@ -225,7 +225,8 @@ def test_gltf_scene(tmp_path):
 
 @pytest.mark.blender
 def test_bad_inputs(tmp_path):
-    from splat.blender.make_scene import SceneRequest, make_scene, main
+    from splat.blender.make_scene import SceneRequest, make_scene
+    from splat.commands.make_scene import main
 
     with pytest.raises(SplatError, match="does not exist"):
         make_scene(SceneRequest(out=tmp_path, seed=0, mesh_file=tmp_path / "nope.gltf"))
@@ -242,6 +243,8 @@ def test_bad_inputs(tmp_path):
         main(["--program", "chair", "--samples", "0", "--out", str(tmp_path)])
     with pytest.raises(SplatError, match="--out"):
         main(["--mesh", str(POLYHAVEN / "painted_wooden_stool_1k.gltf")])
+    with pytest.raises(SplatError, match="exactly one of"):
+        main(["--program", "chair", "--all"])
 
 
 def test_sensor_noise_model():
@@ -285,7 +288,7 @@ def test_cli_user_error_exit_code(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "splat.blender.make_scene", "--mesh", str(tmp_path / "no.gltf"),
+    r = subprocess.run([sys.executable, "-m", "splat", "make-scene", "--mesh", str(tmp_path / "no.gltf"),
                         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "does not exist" in r.stderr

@@ -1,4 +1,4 @@
-"""render.py / splat.viewer.cli and splat.viewer.edits: orbit videos, views from camera files, held-out
+"""render.py / splat.commands.render and splat.params: orbit videos, views from camera files, held-out
 views beside their targets, parameter edits (local effect), sweeps, and clear errors for bad edits.
 
 Budget: < 30 s (tiny images; one subprocess for the CLI convention; one 2-step smoke training run).
@@ -18,11 +18,12 @@ from export_helpers import make_run, stool_program
 from splat.data import Camera, write_scene
 from splat.errors import SplatError
 from splat.export.asset import load_asset
-from splat.viewer.cameras import look_at_viewmat, orbit_cameras, pinhole_K
-from splat.viewer.cli import RenderConfig, main, render
-from splat.viewer.edits import parse_sets, sweep_values
-from splat.viewer.frames import ViewSettings, render_views
-from splat.viewer.video import count_frames
+from splat.workspace import load_run
+from splat.render.cameras import look_at_viewmat, orbit_cameras, pinhole_K
+from splat.commands.render import RenderConfig, main, render
+from splat.params import parse_sets, sweep_values
+from splat.render.frames import ViewSettings, render_views
+from splat.render.video import count_frames
 
 SMALL = dict(width=48, height=40, frames=5, test_views=False)
 
@@ -181,14 +182,14 @@ def test_a_run_made_by_the_trainer_renders_and_exports(tmp_path):
     views (found through config.json), edit it, and export it."""
     import json
 
-    import configs
+    from splat import presets
     from train_fixtures import make_stool_scene
 
-    from splat.export.run import ExportConfig, export
+    from splat.commands.export import ExportConfig, export
     from splat.train import TrainConfig, train
 
     scene = make_stool_scene(tmp_path / "scene", n_train=3, n_test=2, size=32, num_gaussians=600).parent
-    cfg = configs.smoke(TrainConfig(scene=str(scene), output_dir=tmp_path / "out", run="r", threads=1))
+    cfg = presets.smoke(TrainConfig(scene=str(scene), output_dir=tmp_path / "out", run="r", threads=1))
     run = train(cfg).run_dir.root
     res = render(RenderConfig(run=run, orbit=False, set=("Height=0.5",), modes=("rgb",)))
     test_names = sorted(json.loads((scene / "transforms.json").read_text())["split"]["test"])
@@ -198,9 +199,11 @@ def test_a_run_made_by_the_trainer_renders_and_exports(tmp_path):
     out = export(ExportConfig(run=run, set=("Has Back=false",), formats=("assets", "glb")))
     assert load_asset(out.out).params["Has Back"] is False
     # a run without assets (killed, or still training) is read from its latest checkpoint
-    from_assets = load_asset(run)
+    from_assets = load_run(run)
+    from_ckpt_file = load_run(run / "checkpoints" / "latest.pt")  # a checkpoint names its run too
     shutil.rmtree(run / "assets")
-    from_ckpt = load_asset(run)
+    from_ckpt = load_run(run)
+    assert from_ckpt_file.params == pytest.approx(from_ckpt.params)
     assert from_ckpt.params == pytest.approx(from_assets.params)
     np.testing.assert_allclose(from_ckpt.placement, from_assets.placement, atol=1e-6)
     torch.testing.assert_close(from_ckpt.world_gaussians().means, from_assets.world_gaussians().means)

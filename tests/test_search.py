@@ -145,7 +145,7 @@ def test_deterministic_for_a_seed(box):
 def test_cli_writes_json_and_reports_bad_input(tmp_path, box, capsys):
     # In-process (run_cli + main) to keep the test fast; `python -m splat.search` is the same main.
     from splat.cli import run_cli
-    from splat.search.__main__ import main
+    from splat.commands.search import main
 
     scan = _scan(box, {"Size": 0.6, "Has Box": True}, n=1500)
     ply = tmp_path / "scan.ply"
@@ -175,7 +175,7 @@ def test_cli_writes_json_and_reports_bad_input(tmp_path, box, capsys):
 
 
 def test_module_entry_point_help():
-    run = subprocess.run([sys.executable, "-m", "splat.search", "--help"], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "splat", "search", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0 and "--program" in run.stdout and "--points" in run.stdout
 
@@ -183,7 +183,7 @@ def test_module_entry_point_help():
 def test_cli_on_a_scene_fuses_its_depth(tmp_path, box):
     from splat.cli import run_cli
     from splat.data.synthetic import write_plane_scene
-    from splat.search.__main__ import main
+    from splat.commands.search import main
 
     write_plane_scene(tmp_path / "scene")  # depth maps of a 1 m square at z = 0, no scan.ply
     program = tmp_path / "box.json"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-import configs
+from splat import presets
 from splat.train import TrainConfig, load_config, train
-from splat.train.checkpoint import load_checkpoint
-from splat.train.config import DensifyConfig, LogConfig, OptimConfig, SearchConfig
+from splat.runs import load_checkpoint
+from splat.config import DensifyConfig, LogConfig, OptimConfig, SearchConfig
 from train_fixtures import make_stool_scene
 
 
@@ -29,13 +29,13 @@ def stool_scene(tmp_path_factory):
 
 def _cfg(scene, out, **kw) -> TrainConfig:
     # one thread: the CPU kernels' parallel reductions are then bitwise deterministic
-    base = configs.smoke(TrainConfig(scene=str(scene), output_dir=out, run="r", threads=1))
+    base = presets.smoke(TrainConfig(scene=str(scene), output_dir=out, run="r", threads=1))
     return dataclasses.replace(base, **kw)
 
 
-@pytest.mark.parametrize("name", sorted(configs.PRESETS))
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_every_registered_scene_trains_two_steps(name, tmp_path):
-    cfg = dataclasses.replace(configs.smoke(configs.preset(name)), output_dir=tmp_path, run="smoke")
+    cfg = dataclasses.replace(presets.smoke(presets.preset(name)), output_dir=tmp_path, run="smoke")
     res = train(cfg)
     assert (res.run_dir.assets / "splats.ply").is_file()
     assert json.loads(res.run_dir.metrics.read_text())["test"]["num_views"] >= 0
@@ -117,7 +117,7 @@ def test_training_never_reads_test_views(stool_scene, tmp_path, monkeypatch):
 
     cfg = _cfg(stool_scene, tmp_path / "clean")
     clean = train(cfg)
-    monkeypatch.setattr(trainer_mod, "_load_scene", poisoned)
+    monkeypatch.setattr(trainer_mod, "load_scene", poisoned)
     dirty = train(_cfg(stool_scene, tmp_path / "dirty"))
     pa, ua, _ = _final_state(clean.run_dir)
     pb, ub, _ = _final_state(dirty.run_dir)
@@ -140,7 +140,7 @@ def test_unknown_program_and_bad_resume_are_clear_errors(stool_scene, tmp_path):
 @pytest.mark.slow
 def test_chair_shrunk_beats_psnr_and_recovers_structure(tmp_path):
     """Shrunk chair run: held-out PSNR above a fixed bar and the ground-truth discrete structure."""
-    base = configs.preset("chair")
+    base = presets.preset("chair")
     cfg = dataclasses.replace(
         base, output_dir=tmp_path, run="slow",
         search=SearchConfig(),  # the full search: a shrunk one mis-sizes the back (-> PSNR < 25)

@@ -14,30 +14,27 @@ from pathlib import Path
 import pytest
 import torch
 
-import configs
+from splat import presets
 from splat.errors import SplatError
 from splat.train import TrainConfig, config_from_dict, config_to_dict, load_config, save_config, validate_config
-from splat.train.checkpoint import load_checkpoint, save_checkpoint
-from splat.train.rundir import resolve_run_dir
+from splat.runs import load_checkpoint, resolve_run_dir, save_checkpoint
+from splat.workspace import SCENES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _parse(argv):
-    sys.path.insert(0, str(REPO))
-    try:
-        import train as train_cli
-    finally:
-        sys.path.remove(str(REPO))
-    return train_cli.parse_config(argv)
+    from splat.commands.train import parse_config
+
+    return parse_config(argv)
 
 
 def test_every_preset_is_valid_and_has_its_scene():
-    for name in configs.PRESETS:
-        cfg = configs.preset(name)
+    for name in presets.PRESETS:
+        cfg = presets.preset(name)
         validate_config(cfg)
-        assert (configs.SCENES_DIR / name / "transforms.json").is_file()
-        validate_config(configs.smoke(cfg))
+        assert (SCENES_DIR / name / "transforms.json").is_file()
+        validate_config(presets.smoke(cfg))
 
 
 def test_cli_overrides_any_preset_field():
@@ -45,7 +42,7 @@ def test_cli_overrides_any_preset_field():
                   "--background", "0.1", "0.2", "0.3"])
     assert cfg.scene == "chair" and cfg.optim.steps == 7 and cfg.gaussians.sh_degree == 1
     assert not cfg.search.enabled and cfg.background == (0.1, 0.2, 0.3)
-    assert cfg.densify == configs.preset("chair").densify  # untouched fields keep the preset's values
+    assert cfg.densify == presets.preset("chair").densify  # untouched fields keep the preset's values
 
 
 def test_scene_folder_path_is_accepted(tmp_path):
@@ -68,7 +65,7 @@ def test_bad_values_name_the_field(argv, field):
 
 def test_unknown_scene_is_a_clear_error():
     with pytest.raises(SplatError, match="unknown scene 'nope'"):
-        configs.preset("nope")
+        presets.preset("nope")
 
 
 @pytest.mark.parametrize("argv, text", [
@@ -84,7 +81,7 @@ def test_cli_prints_one_line_and_exits_2(argv, text):
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = dataclasses.replace(configs.preset("chair"), background=(1.0, 1.0, 1.0), output_dir=tmp_path)
+    cfg = dataclasses.replace(presets.preset("chair"), background=(1.0, 1.0, 1.0), output_dir=tmp_path)
     save_config(tmp_path / "config.json", cfg)
     assert load_config(tmp_path / "config.json") == cfg
     assert config_from_dict(TrainConfig, json.loads(json.dumps(config_to_dict(cfg)))) == cfg

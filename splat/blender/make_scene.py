@@ -2,12 +2,12 @@
 
 Usage::
 
-    python -m splat.blender.make_scene --program chair --seed 3 --out DIR      # random valid params
-    python -m splat.blender.make_scene --program chair --params '{"Seat Height": 0.5}' --out DIR
-    python -m splat.blender.make_scene --mesh model.gltf --seed 0 --out DIR     # glTF / OBJ / PLY
+    splat make-scene --program chair --seed 3 --out DIR      # random valid params
+    splat make-scene --program chair --params '{"Seat Height": 0.5}' --out DIR
+    splat make-scene --mesh model.gltf --seed 0 --out DIR     # glTF / OBJ / PLY
 
 Mesh files: glTF and OBJ are read as Y-up, PLY as Z-up; units are metres.
-    python -m splat.blender.make_scene --all                                    # re-make assets/scenes
+    splat make-scene --all                                    # re-make the shipped scenes (splat/scenes)
 
 Each view is rendered once; the RGB (with alpha, ``film_transparent``) comes from the render result and
 the z-depth from the same render's Z pass, written by a compositor File Output node as a float32 EXR
@@ -26,16 +26,14 @@ pixels. docs/conventions.md has the general conventions.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import math
 import os
-import shlex
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +44,7 @@ from splat.blender.scene_materials import PartMaterial, build_material, choose_p
 from splat.data import Camera, write_scene
 from splat.errors import SplatError
 from splat.io import atomic_path
+from splat.workspace import SCENES_DIR
 
 MANIFEST_FORMAT = "splat.scene_manifest/1"
 MESH_SUFFIXES = (".gltf", ".glb", ".obj", ".ply")
@@ -587,13 +586,13 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
 
 # ---------------------------------------------------------------------------------- shipped scenes
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "scenes"
+ASSETS = SCENES_DIR
 POLYHAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "polyhaven"
 
 
 @dataclass(frozen=True)
 class ShippedScene:
-    """One scene of assets/scenes: name, source and seed (the parameters of program scenes are explicit,
+    """One shipped scene (splat/scenes/<name>): name, source and seed (the parameters of program scenes are explicit,
     chosen away from the programs' defaults)."""
 
     name: str
@@ -631,74 +630,7 @@ def make_shipped(names: list[str] | None = None, root: Path = ASSETS, polyhaven:
             continue
         req = SceneRequest(out=root / s.name, seed=s.seed, program=s.program, params=s.params,
                            mesh_file=None if s.mesh_file is None else polyhaven / s.mesh_file)
-        cmd = f"python -m splat.blender.make_scene --all --only {s.name}"
+        cmd = f"splat make-scene --all --only {s.name}"
         print(f"[make_scene] {s.name} -> {req.out}", flush=True)
         written.append(make_scene(req, cameras=s.cameras, command=cmd))
     return written
-
-
-# -------------------------------------------------------------------------------------------- CLI
-
-
-def _parse_params(text: str | None) -> dict | None:
-    if text is None:
-        return None
-    src = Path(text)
-    try:
-        if not text.lstrip().startswith("{") and src.is_file():
-            value = json.loads(src.read_text())
-        else:
-            value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SplatError(f"not valid JSON: {err}", field="--params") from None
-    if not isinstance(value, dict):
-        raise SplatError("must be a JSON object {name: value}", field="--params")
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    d, r = CameraSettings(), RenderSettings()
-    p = argparse.ArgumentParser(prog="python -m splat.blender.make_scene", description=__doc__.split("\n")[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--program", help="our program name (programs/<name>) or path")
-    src.add_argument("--mesh", type=Path, help="mesh file Blender imports (.gltf/.glb/.obj/.ply)")
-    src.add_argument("--all", action="store_true", help="re-make the shipped scenes in assets/scenes")
-    p.add_argument("--only", nargs="*", help="with --all: only these shipped scenes")
-    p.add_argument("--params", help="JSON object (or a .json file) of program parameters; default: random valid")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--out", type=Path, help="output scene folder")
-    p.add_argument("--width", type=int, default=d.width)
-    p.add_argument("--height", type=int, default=d.height)
-    p.add_argument("--n-train", type=int, default=d.n_train)
-    p.add_argument("--n-test", type=int, default=d.n_test)
-    p.add_argument("--focal-mm", type=float, default=d.focal_mm)
-    p.add_argument("--samples", type=int, default=r.samples)
-    p.add_argument("--no-denoise", action="store_true")
-    p.add_argument("--threads", type=int, default=r.threads, help="render threads (0 = all cores)")
-    p.add_argument("--sensor-noise", action="store_true", help="add depth-sensor noise and holes")
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
-    if args.all:
-        make_shipped(args.only or None)
-        return
-    if args.out is None:
-        raise SplatError("is required (the scene folder to write)", field="--out")
-    cams = replace(CameraSettings(), width=args.width, height=args.height, n_train=args.n_train,
-                   n_test=args.n_test, focal_mm=args.focal_mm)
-    render = replace(RenderSettings(), samples=args.samples, denoise=not args.no_denoise, threads=args.threads)
-    req = SceneRequest(out=args.out, seed=args.seed, program=args.program, params=_parse_params(args.params),
-                       mesh_file=args.mesh)
-    command = "python -m splat.blender.make_scene " + " ".join(shlex.quote(a) for a in argv)
-    path = make_scene(req, cameras=cams, render=render, noise=SensorNoise(enabled=args.sensor_noise),
-                      command=command)
-    print(path)
-
-
-if __name__ == "__main__":
-    from splat.cli import run_cli
-
-    run_cli(main)

@@ -15,13 +15,14 @@ Conventions: docs/conventions.md.
 from splat.data.camera import Camera, intrinsics_matrix, opengl_c2w_to_viewmat, viewmat_to_opengl_c2w
 from splat.data.fusion import fuse_depth, voxel_downsample
 from splat.data.ply import read_ply_points, write_ply_points
-from splat.data.scene import Scene
+from splat.data.scene import Scene, scene_background
 from splat.data.transforms import load_cameras, load_scene
 from splat.data.writer import write_scene
 
 __all__ = [
     "Camera",
     "Scene",
+    "scene_background",
     "fuse_depth",
     "intrinsics_matrix",
     "load_cameras",

@@ -198,3 +198,20 @@ def check_split_names(split: Any, names: Sequence[str], *, json_file) -> dict[st
         raise SplatError(f"frames {[names[i] for i in sorted(both)][:5]} are in both train and test",
                          file=json_file, field="split.test")
     return out
+
+
+def scene_background(scene: Any, override: tuple[float, float, float] | None) -> tuple[float, float, float]:
+    """The render background: ``override``, else the scene's ``background`` (transforms.json top level or
+    ``manifest.render.background``), else black."""
+    if override is not None:
+        return tuple(float(c) for c in override)
+    bg = scene.extras.get("background")
+    if bg is None:
+        bg = ((scene.extras.get("manifest") or {}).get("render") or {}).get("background")
+    if bg is None:
+        return (0.0, 0.0, 0.0)
+    if (not isinstance(bg, (list, tuple)) or len(bg) != 3
+            or not all(isinstance(c, (int, float)) and 0.0 <= c <= 1.0 for c in bg)):
+        raise SplatError(f"must be three numbers in [0, 1], got {bg!r}", file=scene.root / "transforms.json",
+                         field="background")
+    return tuple(float(c) for c in bg)

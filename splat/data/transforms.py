@@ -100,7 +100,7 @@ def frame_camera(frame: dict, meta: dict, i: int, name: str, json_file) -> Camer
     return Camera.from_opengl_c2w(c2w, K, vals["w"], vals["h"], name)
 
 
-_camera = frame_camera  # the name splat.viewer.cameras imported first
+_camera = frame_camera  # the name splat.render.cameras imported first
 
 
 def _frame_name(frame: dict, i: int, json_file) -> str:

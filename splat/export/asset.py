@@ -328,16 +328,12 @@ def load_asset(path: str | os.PathLike, *, device: torch.device | str = "cpu") -
     """Load a run folder (``outputs/<scene>/<run>``) or its ``assets/`` folder as an EditableAsset.
 
     The Gaussians come from ``assets/gaussians.pt``; the scene name from the run's ``config.json``
-    when present. A run still training (or killed) before it wrote its assets is read from its latest
-    checkpoint instead (:func:`load_checkpoint_asset`). Every problem is a SplatError naming the file.
+    when present. Every problem is a SplatError naming the file. (A run folder without assets, read
+    from its checkpoint, and every other way to name a run: :func:`splat.workspace.load_run`.)
     """
     from splat.gaussians import ProceduralGaussians
     from splat.program import ShapeProgram
 
-    p = Path(path)
-    if p.is_dir() and not (p / PROGRAM_FILE).is_file() and not (p / "assets" / PROGRAM_FILE).is_file() \
-            and (p / "checkpoints" / "latest.pt").is_file() and (p / "config.json").is_file():
-        return load_checkpoint_asset(p, device=device)
     assets = find_assets_dir(path)
     program = ShapeProgram.load(assets / PROGRAM_FILE)
     params, placement = read_params_json(assets / PARAMS_FILE, program.space)
@@ -363,35 +359,3 @@ def load_asset(path: str | os.PathLike, *, device: torch.device | str = "cpu") -
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             scene = None
     return EditableAsset(program, params, gaussians, placement, root=root, scene=scene)
-
-
-def load_checkpoint_asset(run_dir: str | os.PathLike, *, device: torch.device | str = "cpu") -> EditableAsset:
-    """An EditableAsset from a run's ``config.json`` and ``checkpoints/latest.pt`` (joint stage), through
-    the trainer's own loaders (:func:`splat.train.config.load_config`, ``ProgramFit.load_state``,
-    ``ProceduralGaussians.from_state``): what the run would export if it stopped now."""
-    from splat.data import load_scene
-    from splat.gaussians import ProceduralGaussians
-    from splat.train.checkpoint import load_checkpoint
-    from splat.train.config import load_config
-    from splat.train.program_fit import ProgramFit
-    from splat.train.trainer import load_program_for, resolve_scene_dir
-
-    root = Path(run_dir)
-    cfg = load_config(root / "config.json")
-    ckpt = load_checkpoint(root / "checkpoints", map_location=device)
-    if ckpt is None or ckpt.get("joint") is None:
-        raise SplatError("the run has no joint-stage checkpoint yet (still searching?) and no assets/",
-                         file=root / "checkpoints")
-    program = load_program_for(cfg, load_scene(resolve_scene_dir(cfg.scene)))
-    try:
-        fit = ProgramFit(program, dict(ckpt["search"]["assignment"]), ckpt["search"]["placement"].double())
-        with torch.no_grad():
-            fit.load_state(ckpt["joint"]["fit"])
-        state = ckpt["joint"]["gaussians"]
-        gaussians = ProceduralGaussians.from_state(state, state_keys(state, program))
-    except (KeyError, ValueError, TypeError) as err:
-        raise SplatError(f"checkpoint does not match this version of the trainer ({type(err).__name__}: {err})",
-                         file=root / "checkpoints" / "latest.pt") from None
-    params = plain_params(program.space.validate(snap_to_range(fit.assignment(), program.space)), program.space)
-    placement = fit.placement().detach().double().cpu().numpy()
-    return EditableAsset(program, params, gaussians, placement, root=root, scene=cfg.scene)

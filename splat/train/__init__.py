@@ -2,15 +2,15 @@
 
 Public API:
 
-- :class:`TrainConfig` and its nested dataclasses (config.py), :func:`validate_config`,
+- :class:`TrainConfig` and its nested dataclasses (:mod:`splat.config`), :func:`validate_config`,
   :func:`save_config` / :func:`load_config` (config.json round trip).
 - :func:`train` (trainer.py): run or resume a run -> :class:`TrainResult`.
-- :class:`JointTrainer` (joint.py), :class:`ProgramFit` (program_fit.py), :func:`evaluate` (evaluate.py),
-  :class:`TrainData` / :func:`train_data` (data.py: train frames only), checkpoints (checkpoint.py),
-  run folders (rundir.py), logging (logger.py).
+- :class:`JointTrainer` (joint.py), :func:`evaluate` (evaluate.py),
+  :class:`TrainData` / :func:`train_data` (data.py: train frames only), logging (logger.py). Run folders
+  and checkpoints: :mod:`splat.runs`; the program's trainable state: :class:`splat.program.ProgramFit`.
 """
 
-from splat.train.config import (
+from splat.config import (
     DensifyConfig,
     EvalConfig,
     GaussianConfig,

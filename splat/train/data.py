@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from splat.data import scene_background
 from splat.errors import SplatError
 
 
@@ -40,23 +41,6 @@ class TrainData:
         if self.scan.shape[0] == 0:
             return 1.0
         return float(torch.linalg.vector_norm(self.scan.amax(0) - self.scan.amin(0)).clamp_min(1e-6))
-
-
-def scene_background(scene: Any, override: tuple[float, float, float] | None) -> tuple[float, float, float]:
-    """The render background: ``override``, else the scene's ``background`` (transforms.json top level or
-    ``manifest.render.background``), else black."""
-    if override is not None:
-        return tuple(float(c) for c in override)
-    bg = scene.extras.get("background")
-    if bg is None:
-        bg = ((scene.extras.get("manifest") or {}).get("render") or {}).get("background")
-    if bg is None:
-        return (0.0, 0.0, 0.0)
-    if (not isinstance(bg, (list, tuple)) or len(bg) != 3
-            or not all(isinstance(c, (int, float)) and 0.0 <= c <= 1.0 for c in bg)):
-        raise SplatError(f"must be three numbers in [0, 1], got {bg!r}", file=scene.root / "transforms.json",
-                         field="background")
-    return tuple(float(c) for c in bg)
 
 
 def train_data(scene: Any, *, max_scan_points: int, generator: torch.Generator,

@@ -17,7 +17,7 @@ import torch
 
 from splat.metrics import geometry_metrics, param_errors, psnr, ssim
 from splat.ops import sample_surface
-from splat.train.config import TrainConfig
+from splat.config import TrainConfig
 from splat.train.joint import JointTrainer
 
 

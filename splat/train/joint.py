@@ -20,7 +20,7 @@ import torch
 from splat.gaussians import Densifier, DensifySettings, ProceduralGaussians, canonical_surface_samples
 from splat.ops import sample_surface
 from splat.render import RasterSettings, rasterize
-from splat.train.config import TrainConfig
+from splat.config import TrainConfig
 from splat.train.data import TrainData, downscale_data
 from splat.train.losses import (
     SurfaceRegulariser,
@@ -30,7 +30,7 @@ from splat.train.losses import (
     photometric_loss,
     scale_loss,
 )
-from splat.train.program_fit import ProgramFit
+from splat.program import ProgramFit
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from splat.train.config import TrainConfig
+from splat.config import TrainConfig
 from splat.train.data import TrainData
 
 

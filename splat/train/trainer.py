@@ -1,6 +1,6 @@
 """The trainer: (a) structure search, (b) joint training, (c) evaluation, with checkpoints and resume.
 
-``train(cfg)`` runs the stages in order inside the run folder (:mod:`splat.train.rundir`). A checkpoint
+``train(cfg)`` runs the stages in order inside the run folder (:mod:`splat.runs`). A checkpoint
 (``checkpoints/latest.pt``) is written after the search and every ``log.checkpoint_every`` joint steps;
 it holds the stage, the step, all parameters, optimizer and densifier states and the generator state,
 so ``--resume`` continues a killed run where its last checkpoint left it and ends where an
@@ -13,21 +13,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from splat.errors import SplatError
+from splat.data import load_scene
 from splat.gaussians import InitSettings, ProceduralGaussians, TrainViews, init_gaussians, surface_keys
+from splat.program import ProgramFit
 from splat.io import write_json_atomic
-from splat.train.checkpoint import load_checkpoint, save_checkpoint
-from splat.train.config import TrainConfig, load_config, save_config, validate_config
+from splat.config import TrainConfig, load_config, save_config, validate_config
 from splat.train.data import train_data
 from splat.train.joint import JointTrainer, StepStats
-from splat.train.program_fit import ProgramFit
-from splat.train.rundir import RunDir, resolve_run_dir
+from splat.runs import RunDir, load_checkpoint, resolve_run_dir, save_checkpoint
 from splat.train.search_stage import SearchOutcome, search_stage
+from splat.workspace import program_for, scene_dir
 
 
 @dataclass(frozen=True)
@@ -37,35 +36,6 @@ class TrainResult:
     run_dir: RunDir
     metrics: dict[str, Any]
     seconds: float  # wall time of this invocation
-
-
-def resolve_scene_dir(scene: str, scenes_root: Path | None = None) -> Path:
-    """A scene folder from a path, or ``assets/scenes/<name>`` for a registered name."""
-    p = Path(scene)
-    if p.is_dir():
-        return p
-    root = scenes_root if scenes_root is not None else Path(__file__).resolve().parents[2] / "assets" / "scenes"
-    cand = root / scene
-    if cand.is_dir():
-        return cand
-    raise SplatError("no such scene folder (nor a shipped scene of that name)", file=p, field="scene")
-
-
-def load_program_for(cfg: TrainConfig, scene: Any) -> Any:
-    from splat.program import load_program
-
-    name = cfg.program or scene.program
-    if not name:
-        raise SplatError("the scene names no shape program; pass --program NAME_OR_PATH",
-                         file=scene.root / "transforms.json", field="program")
-    local = scene.root / name
-    return load_program(local if (not cfg.program and local.is_file()) else name)
-
-
-def _load_scene(root: Path) -> Any:
-    from splat.data import load_scene
-
-    return load_scene(root)
 
 
 def _rng_state(g: torch.Generator) -> torch.Tensor:
@@ -96,8 +66,8 @@ def train(cfg: TrainConfig, *, on_step: Callable[[JointTrainer, StepStats], None
 def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
            on_step: Callable[[JointTrainer, StepStats], None] | None, t0: float) -> TrainResult:
 
-    scene = _load_scene(resolve_scene_dir(cfg.scene))
-    program = load_program_for(cfg, scene)
+    scene = load_scene(scene_dir(cfg.scene))
+    program = program_for(scene, cfg.program)
     generator = torch.Generator().manual_seed(cfg.seed)
     data = train_data(scene, max_scan_points=cfg.search.scan_points, generator=generator,
                       background=cfg.background, device=cfg.device, scan_voxel=cfg.search.scan_voxel or None)

@@ -1,7 +1,7 @@
 """Training presets, a registry keyed by scene name: ``python train.py --scene chair``.
 
-Each preset is a function returning a :class:`splat.train.config.TrainConfig` tuned for one shipped
-scene (``assets/scenes/<name>``). :func:`smoke` shrinks any config to a couple of cheap steps for tests.
+Each preset is a function returning a :class:`splat.config.TrainConfig` tuned for one shipped
+scene (``splat/scenes/<name>``, :data:`splat.workspace.SCENES_DIR`). :func:`smoke` shrinks any config to a couple of cheap steps for tests.
 Every field of a preset can still be overridden from the command line (``--optim.steps 500``).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from splat.errors import SplatError
-from splat.train.config import (
+from splat.config import (
     DensifyConfig,
     EvalConfig,
     GaussianConfig,
@@ -22,8 +22,6 @@ from splat.train.config import (
     TrainConfig,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-SCENES_DIR = REPO / "assets" / "scenes"
 
 
 def chair() -> TrainConfig:
@@ -59,7 +57,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "table": table,
     "cabinet": cabinet,
 }
-"""Scene name -> preset. A registered name must have a folder ``assets/scenes/<name>``."""
+"""Scene name -> preset. A registered name must be a shipped scene (:func:`splat.workspace.shipped_scenes`)."""
 
 
 def preset(name: str) -> TrainConfig:
@@ -72,16 +70,6 @@ def preset(name: str) -> TrainConfig:
     known = ", ".join(sorted(PRESETS))
     raise SplatError(f"unknown scene {name!r}: not a registered scene ({known}) nor a scene folder",
                      field="--scene")
-
-
-def scene_dir(scene: str) -> Path:
-    """Folder of a scene given by registered name or path."""
-    if scene in PRESETS and not Path(scene).is_dir():
-        return SCENES_DIR / scene
-    path = Path(scene)
-    if not path.is_dir():
-        raise SplatError("scene folder not found", file=path, field="scene")
-    return path
 
 
 def smoke(cfg: TrainConfig) -> TrainConfig:

@@ -28,10 +28,10 @@ import torch
 import tyro
 
 from splat.errors import SplatError
-from splat.viewer.cameras import bounds_sphere, load_camera_file, orbit_cameras, orbit_distance
-from splat.viewer.edits import find_param, inactive_edits, parse_sets, sweep_values
-from splat.viewer.frames import ViewSettings, hstack, panel, render_views, shared_depth_range
-from splat.viewer.video import write_video
+from splat.render.cameras import bounds_sphere, load_camera_file, orbit_cameras, orbit_distance
+from splat.params import find_param, inactive_edits, parse_sets, sweep_values
+from splat.render.frames import ViewSettings, hstack, panel, render_views, shared_depth_range
+from splat.render.video import write_video
 
 
 @dataclass(frozen=True)
@@ -111,27 +111,6 @@ def _check(cfg: RenderConfig) -> None:
         raise SplatError(f"must be RGB in [0, 1], got {cfg.background}", field="--background")
 
 
-def _scene_folder(asset: Any, override: Optional[Path]) -> Optional[Path]:
-    if override is not None:
-        if not override.is_dir():
-            raise SplatError("no such scene folder", file=override, field="--scene")
-        return override
-    name = asset.scene
-    if not name:
-        return None
-    p = Path(name)
-    if p.is_dir():
-        return p
-    try:  # registered scene names live in the repository's configs/ registry
-        from configs import scene_dir
-
-        p = Path(scene_dir(name))
-        return p if p.is_dir() else None
-    except (ImportError, SplatError):
-        cand = Path("assets") / "scenes" / name
-        return cand if cand.is_dir() else None
-
-
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
@@ -148,13 +127,13 @@ def _frames(splats_list: list[Any], cams: list[Any], cfg: RenderConfig, vs: View
 
 def render(cfg: RenderConfig) -> RenderResult:
     """Do what ``render.py`` does (see the module docstring); returns what was written."""
-    from splat.export.asset import load_asset
-    from splat.viewer.images import write_png
+    from splat.workspace import load_run, run_scene_dir
+    from splat.render.images import write_png
 
     _check(cfg)
     if cfg.run.suffix.lower() == ".ply" and cfg.run.is_file():
         return _render_ply(cfg)
-    asset = load_asset(cfg.run, device=cfg.device)
+    asset = load_run(cfg.run, device=cfg.device)
     edits = parse_sets(cfg.set, asset.program.space)
     fitted = asset
     if edits:
@@ -191,7 +170,7 @@ def render(cfg: RenderConfig) -> RenderResult:
 
     psnrs: dict[str, float] = {}
     if cfg.test_views:
-        scene_root = _scene_folder(asset, cfg.scene)
+        scene_root = run_scene_dir(asset, cfg.scene, required=False)
         if scene_root is None:
             print(f"note: no scene found for the test views (run scene: {asset.scene!r}); use --scene")
         else:
@@ -202,7 +181,7 @@ def render(cfg: RenderConfig) -> RenderResult:
             if not idx:
                 print(f"note: scene {scene_root} has no held-out (test) views")
             cams = [scene.cameras[i] for i in idx]
-            from splat.train.data import scene_background
+            from splat.data import scene_background
 
             views = render_views(world, cams, replace(vs, background=scene_background(scene, cfg.background)))
             near, far = shared_depth_range(views)
@@ -260,8 +239,8 @@ def _strip(frames: np.ndarray, n: int) -> np.ndarray:
 def _render_ply(cfg: RenderConfig) -> RenderResult:
     """Orbit video and camera-file views of a bare 3DGS PLY (no program: no edits, no sweep)."""
     from splat.export.ply import read_splats_ply
-    from splat.viewer.frames import splats_from_cloud
-    from splat.viewer.images import write_png
+    from splat.render.frames import splats_from_cloud
+    from splat.render.images import write_png
 
     for flag, given in (("--set", bool(cfg.set)), ("--edit-sweep", cfg.edit_sweep is not None)):
         if given:
@@ -290,5 +269,5 @@ def _render_ply(cfg: RenderConfig) -> RenderResult:
 
 def main(argv: Optional[list[str]] = None) -> RenderResult:
     """Parse the command line (tyro) and render; wrap in :func:`splat.cli.run_cli`."""
-    cfg = tyro.cli(RenderConfig, args=argv, description=__doc__.split("\n\n")[0])
+    cfg = tyro.cli(RenderConfig, args=argv, prog="splat render", description=__doc__.split("\n\n")[0])
     return render(cfg)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from splat.data import Camera
 from splat.render.functional import RasterSettings, rasterize
-from splat.viewer.colormap import colorize_alpha, colorize_depth, depth_range, to_uint8
+from splat.render.colormap import colorize_alpha, colorize_depth, depth_range, to_uint8
 
 Mode = Literal["rgb", "depth", "alpha"]
 MODES: tuple[str, ...] = ("rgb", "depth", "alpha")

@@ -53,14 +53,15 @@ class ExportResult:
 
 def export(cfg: ExportConfig) -> ExportResult:
     """Do what ``python -m splat.export`` does (see the module docstring)."""
-    from splat.export.asset import GAUSSIANS_FILE, PARAMS_FILE, PROGRAM_FILE, SPLATS_FILE, load_asset, write_assets
+    from splat.export.asset import GAUSSIANS_FILE, PARAMS_FILE, PROGRAM_FILE, SPLATS_FILE, write_assets
     from splat.export.glb import part_colors, write_glb
     from splat.export.ply import write_splats_ply
-    from splat.viewer.edits import parse_sets
+    from splat.params import parse_sets
+    from splat.workspace import load_run
 
     if not cfg.formats:
         raise SplatError("give at least one format", field="--formats")
-    asset = load_asset(cfg.run)
+    asset = load_run(cfg.run)
     edits = parse_sets(cfg.set, asset.program.space)
     if edits:
         asset = asset.with_params(edits)
@@ -101,5 +102,5 @@ def write_blend(path: Path, asset) -> Path:
 
 
 def main(argv: Optional[list[str]] = None) -> ExportResult:
-    cfg = tyro.cli(ExportConfig, args=argv, description=__doc__.split("\n\n")[0])
+    cfg = tyro.cli(ExportConfig, args=argv, prog="splat export", description=__doc__.split("\n\n")[0])
     return export(cfg)

@@ -2,21 +2,31 @@
 
 Layout::
 
-    config.json        resolved TrainConfig (reloadable through splat.train.config.load_config)
-    checkpoints/       latest.pt (atomic; see splat.train.checkpoint)
+    config.json        resolved TrainConfig (reloadable through splat.config.load_config)
+    checkpoints/       latest.pt (atomic; see below)
     tb/                TensorBoard event files
     assets/            program.json, params.json, splats.ply
     renders/           test-view renders of the final model
     metrics.json       final evaluation on the held-out views
+
+Checkpoints load with ``torch.load(weights_only=True)``: a plain nested dict of tensors, numbers,
+strings, lists and dicts (parameters, optimizer states, the ``torch.Generator`` state, the stage name
+and the step). A checkpoint is written to a temporary name beside the target and renamed onto it
+(:func:`splat.io.atomic_path`), so a run killed mid-write keeps its previous checkpoint.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from splat.errors import SplatError
+from splat.io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -81,3 +91,27 @@ def resolve_run_dir(output_dir: Path, scene: str, run: str, *, resume: bool) -> 
     while rd.root.exists():
         rd, k = RunDir(base / f"{stamp}-{k}"), k + 1
     return rd
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+
+LATEST = "latest.pt"
+
+
+def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically as ``<folder>/latest.pt`` and return the path."""
+    path = Path(folder) / LATEST
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_checkpoint(folder: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """Read ``<folder>/latest.pt`` (weights_only), or None if the folder holds no checkpoint."""
+    path = Path(folder) / LATEST
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated or foreign file is the user's to remove
+        raise SplatError(f"cannot read checkpoint ({type(err).__name__}: {err})", file=path) from None

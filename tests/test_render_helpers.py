@@ -1,4 +1,4 @@
-"""splat.viewer building blocks: turbo colormap, orbit cameras, camera files, video writing, view
+"""Render-side helpers (splat.render: frames, cameras, colormap, video): turbo colormap, orbit cameras, camera files, video writing, view
 rendering and panels.
 
 Budget: < 5 s (tiny images, torch rasterizer backend).
@@ -15,7 +15,7 @@ import torch
 from splat.data import Camera
 from splat.errors import SplatError
 from splat.maths import covariances_from_scales_quats, rgb_to_sh_dc
-from splat.viewer.cameras import (
+from splat.render.cameras import (
     bounds_sphere,
     load_camera_file,
     look_at_viewmat,
@@ -24,9 +24,9 @@ from splat.viewer.cameras import (
     pinhole_K,
     stack_cameras,
 )
-from splat.viewer.colormap import colorize_alpha, colorize_depth, turbo
-from splat.viewer.frames import Splats, ViewSettings, hstack, panel, render_views, shared_depth_range
-from splat.viewer.video import count_frames, write_video
+from splat.render.colormap import colorize_alpha, colorize_depth, turbo
+from splat.render.frames import Splats, ViewSettings, hstack, panel, render_views, shared_depth_range
+from splat.render.video import count_frames, write_video
 
 
 def test_turbo_endpoints_and_monotone_hue_path():

@@ -1,0 +1,42 @@
+"""``splat build``: build (or load from the cache) every C++ kernel now, and say where each stands.
+
+Without it each kernel is built on first use, with one line on stderr saying so. Run it once after
+installing (CI, a cluster image) so no training run pays for the build.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import tyro
+
+from splat.errors import SplatError
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Build the C++ kernels (rasterizer, mesh distance) into torch's extension cache."""
+
+    strict: bool = True
+    """Exit with an error when a kernel cannot be built (otherwise: report and fall back)."""
+
+
+def main(argv: list[str] | None = None) -> dict[str, bool]:
+    from splat.ops.mesh_distance import kernel_available as mesh_ok
+    from splat.render.cpu import kernel_available as raster_ok
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = tyro.cli(BuildConfig, args=argv, prog="splat build", description=__doc__.split("\n\n")[0])
+    status = {}
+    for name, check in (("rasterizer", raster_ok), ("mesh distance", mesh_ok)):
+        t0 = time.perf_counter()
+        status[name] = bool(check())
+        print(f"{name}: {'ready' if status[name] else 'NOT built (torch fallback)'} "
+              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    failed = [n for n, ok in status.items() if not ok]
+    if failed and cfg.strict:
+        raise SplatError(f"could not build: {', '.join(failed)} (see the warning above; a C++17 compiler "
+                         "and Python headers are needed)", field="build")
+    return status
