@@ -1,10 +1,11 @@
 """Train every shipped scene and append one results table to ``bench/RESULTS.md`` (run over run).
 
 For each scene in ``assets/scenes/`` with a preset in ``configs/`` the preset is trained through the
-trainer's Python API (``splat.train.train``, as ``python train.py --scene X``), then the run is scored
-by the evaluation entry point (``splat.evaluate.evaluate_run``) on the scene's held-out views: PSNR /
-SSIM over the whole image, Chamfer-L2 and F-score@1/2 cm against the ground-truth mesh, parameter MAE
-(% of range, active continuous parameters) and discrete accuracy. A scene without a program of its own
+trainer's Python API (``splat.train.train``, as ``python train.py --scene X``); its stage (c) is the one
+evaluation (``splat.evaluate.evaluate_asset``, the same as ``splat evaluate RUN``; schema in
+docs/evaluation.md), whose report (``metrics.json``) gives the row: held-out PSNR / SSIM over the whole
+image, Chamfer-L2 and F-score@1/2 cm against the ground-truth mesh, parameter MAE (% of range, active
+continuous parameters) and discrete accuracy. A scene without a program of its own
 (the third-party ``stool``) is fitted with the ``table`` program and the table preset, its closest
 approximation; it has no ground-truth parameters, so those columns are empty.
 
@@ -67,7 +68,7 @@ def quick_config(cfg):
     """A shrunk config: small search, 150 joint steps, few Gaussians (minutes for all scenes)."""
     r = dataclasses.replace
     return r(cfg,
-             search=r(cfg.search, population=12, generations=4, final_refine_steps=20),
+             search=r(cfg.search, population=12, generations=4, final_refine=r(cfg.search.final_refine, steps=20)),
              gaussians=r(cfg.gaussians, num_init=3000),
              optim=r(cfg.optim, steps=150),
              densify=r(cfg.densify, start=50, stop=120, every=50, max_gaussians=8000),
@@ -139,7 +140,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
 
-    from splat.evaluate import EvalSettings, evaluate_run
     from splat.train import train
 
     known = shipped_scenes()
@@ -166,9 +166,7 @@ def main() -> None:
         t0 = time.perf_counter()
         result = train(cfg)
         seconds = time.perf_counter() - t0
-        m = evaluate_run(EvalSettings(run=result.run_dir.root, scene=SCENES_DIR / name,
-                                      surface_samples=cfg.eval.surface_samples))
-        (result.run_dir.root / "bench_eval.json").write_text(json.dumps(m, indent=2))
+        m = result.metrics  # the trainer's evaluation report (metrics.json, format splat.eval/1)
         rows.append(row(name, program, args.quick, seconds, m))
         print(rows[-1], flush=True)
 

@@ -1,6 +1,7 @@
 """Building and loading the project's C++ CPU kernels (one loader for all of them).
 
-Each kernel is compiled from its source file on first use with ``torch.utils.cpp_extension.load``
+Each kernel is compiled from its source file (staged as a copy in its build folder, so every installed copy
+of the package shares one cached build) on first use with ``torch.utils.cpp_extension.load``
 (``-O3 -march=native``, threads are plain std::threads) and cached in torch's extension folder
 (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions/py311_cpu``), one build folder per
 kernel; later processes load the cached build in well under a second. If the build fails, one warning
@@ -99,6 +100,7 @@ def _build_and_load(name: str, source: Path, what: str):
     wait = _WaitNotice(f"splat: waiting for another process building {what} ({build_dir})")
     with _builder_lock(build_dir, wait) as have_flock:
         _clear_stale_lock(build_dir, what, have_flock, wait)
+        source = _stage_source(build_dir, name, source)
         stamp = _stamp(name, source)
         reason = _build_reason(name, build_dir, stamp)
         if reason:
@@ -111,6 +113,23 @@ def _build_and_load(name: str, source: Path, what: str):
             tmp.write_text(stamp)
             os.replace(tmp, build_dir / STAMP)
         return module
+
+
+def _stage_source(build_dir: Path, name: str, source: Path) -> Path:
+    """The source as compiled: a copy in the build folder, rewritten only when its content differs.
+
+    Building from a fixed path makes ``build.ninja`` the same for every copy of the package (an editable
+    checkout and an installed wheel, or two virtual environments) so they share one cached build
+    instead of rebuilding each other's; an unchanged copy keeps its mtime, so ninja has nothing to do.
+    """
+    staged = build_dir / f"{name}.cpp"
+    text = Path(source).read_bytes()
+    if not staged.is_file() or staged.read_bytes() != text:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        tmp = build_dir / f"{name}.cpp.{os.getpid()}"
+        tmp.write_bytes(text)
+        os.replace(tmp, staged)
+    return staged
 
 
 def _say(line: str) -> None:

@@ -1,4 +1,4 @@
-"""The CLI convention shared by every entry point (train.py, render.py, python -m splat.*).
+"""The CLI convention shared by every entry point (`splat COMMAND`, train.py, render.py).
 
 A user-caused error (:class:`splat.errors.SplatError`) prints exactly one line,
 ``error: <file>: <field>: <message>``, to stderr and exits with status 2, without a traceback.

@@ -1,11 +1,31 @@
 """Training configuration: nested frozen dataclasses, one docstring per field (tyro shows them as help).
 
-The resolved config is saved as ``config.json`` in the run folder and reloaded through the same
-dataclasses (:func:`config_to_dict`, :func:`config_from_dict`); nothing is ever ``eval``-ed.
-:func:`validate_config` turns bad values into :class:`splat.errors.SplatError` naming the field
-(``optim.steps``), so the CLI prints one line and exits with status 2.
+Sections that configure a library component *are* that component's settings class, embedded as is and
+handed over by the trainer unchanged, so each default and each range check exists once, in the library:
 
-Presets keyed by scene name live in ``configs/`` (see :mod:`configs`).
+- ``search``: :class:`splat.search.SearchSettings` (stage (a)'s genetic search). The trainer fills in
+  ``seed`` and ``progress`` from the run's ``seed`` and ``log.progress`` (so both must stay at their
+  defaults here) and ``placement.floor``, when None, from the full fused scan.
+- ``gaussians``: :class:`splat.gaussians.InitSettings` (initialisation of the procedural Gaussians).
+- ``densify``: :class:`splat.gaussians.DensifySettings` (thresholds and schedule of densification).
+- ``raster``: :class:`splat.render.RasterSettings` (backend, planes, low-pass filter); each stage picks
+  its own ``render_mode`` (joint training renders RGB + expected depth), so it must stay "RGB" here.
+
+The trainer's own concerns have no library class and are the small dataclasses below: the fused scan
+(``scan``), stage switches (``structure``), optimiser (``optim``), loss weights (``loss``), logging
+(``log``) and evaluation (``eval``).
+
+The resolved config is saved as ``config.json`` in the run folder and reloaded through the same
+dataclasses (:func:`config_to_dict`, :func:`config_from_dict`); nothing is ever ``eval``-ed. A
+config.json written before the library classes were embedded (sections ``search.scan_points``,
+``gaussians.init_color``, top-level ``backend``) does not load: the unknown key is named.
+:func:`validate_config` is the one validation entry point: it checks that every float is finite, calls
+each section's ``validate()`` (the library classes' own checks; ``ChamferSettings`` and
+``RasterSettings`` check themselves on construction) and the checks that span sections, and raises
+:class:`splat.errors.SplatError` naming the field (``optim.steps``, ``gaussians.num_init``), so the CLI
+prints one line and exits with status 2.
+
+Presets keyed by scene name live in :mod:`splat.presets`.
 """
 
 from __future__ import annotations
@@ -17,56 +37,52 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from splat.errors import SplatError
+from splat.gaussians.densify import DensifySettings
+from splat.gaussians.init import InitSettings
 from splat.io import read_json
+from splat.render.functional import RasterSettings
+from splat.search.ga import SearchSettings
+
+
+def _fail(field_name: str, message: str) -> None:
+    raise SplatError(message, field=field_name)
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Stage (a): structure search of the shape program against the fused depth scan."""
+class StructureConfig:
+    """Stage (a): how the program's discrete structure, parameters and placement are found."""
 
-    enabled: bool = True
-    """Run the structure search; when False the program's default parameters (placed on the scan's
-    bounding box) start the joint stage."""
-    population: int = 32
-    """Genomes per GA generation."""
-    generations: int = 20
-    """GA generations (the search may stop earlier on stagnation)."""
-    scan_points: int = 20000
-    """Points kept from the fused depth scan (uniform subsample) for the search and the Chamfer loss."""
-    scan_voxel: float = 0.005
-    """Voxel edge (metres) the fused scan is downsampled with before that subsample, so its density is
-    even over the surface (0: no voxel step). The search's surface -> scan term measures distances
-    beyond the local point spacing, which an uneven scan (parts seen by few views) would skew."""
-    final_refine_steps: int = 150
-    """Adam steps of the search's final refinement of the winner's continuous genes."""
+    search: bool = True
+    """Run the structure search (its settings: the ``search`` section); False: the program's default
+    parameters, placed on the scan's bounding box, start the joint stage."""
     silhouette_check: bool = True
     """After the search, re-check the discrete parameters against the train masks (silhouette +
     Chamfer; see splat.train.structure)."""
 
 
 @dataclass(frozen=True)
-class GaussianConfig:
-    """Procedural Gaussians bound to the program's canonical primitives."""
+class ScanConfig:
+    """The depth scan fused from the train views: the structure search's target and the joint stage's
+    Chamfer loss's."""
 
-    num_init: int = 12000
-    """Gaussians created at initialisation, over all canonical primitives (area-weighted in world units)."""
-    sh_degree: int = 0
-    """Spherical-harmonics degree of the colours (0: view-independent DC colour only)."""
-    init_color: Literal["project", "constant"] = "project"
-    """Initial colours: "project" averages the training images where a Gaussian is visible,
-    "constant" uses ``constant_color``."""
-    constant_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    """Colour (linear [0,1] RGB as stored in the images) used by init_color="constant" and for
-    Gaussians no training view sees."""
-    init_opacity: float = 0.7
-    """Initial opacity of every Gaussian, in (0, 1)."""
-    flatness: float = 0.15
-    """Initial scale along the face normal, as a fraction of the in-plane scale (flat Gaussians)."""
-    per_copy_residuals: bool = False
-    """Learn a colour residual per copy of a primitive (for copies that differ in appearance)."""
+    points: int = 20000
+    """Points kept from the fused depth scan (uniform subsample) for the search and the Chamfer loss."""
+    voxel: float = 0.005
+    """Voxel edge (metres) the fused scan is downsampled with before that subsample, so its density is
+    even over the surface (0: no voxel step). The search's surface -> scan term measures distances
+    beyond the local point spacing, which an uneven scan (parts seen by few views) would skew."""
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field for an out-of-range value."""
+        if self.points < 16:
+            _fail("points", f"must be >= 16, got {self.points}")
+        if not (math.isfinite(self.voxel) and self.voxel >= 0):
+            _fail("voxel", f"must be a finite number >= 0, got {self.voxel}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,24 @@ class OptimConfig:
     full_res_steps: int = 300
     """Final steps at full resolution."""
 
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field for an out-of-range value."""
+        if self.steps < 0:
+            _fail("steps", f"must be >= 0, got {self.steps}")
+        for name in ("lr_means", "lr_scales", "lr_quats", "lr_opacities", "lr_colors", "lr_residuals",
+                     "lr_program", "lr_placement"):
+            if getattr(self, name) < 0.0:
+                _fail(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("lr_final_ratio", "lr_program_final_ratio"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                _fail(name, f"must be in (0, 1], got {getattr(self, name)}")
+        if self.program_start < 0:
+            _fail("program_start", f"must be >= 0, got {self.program_start}")
+        if not 1 <= self.downscale <= 8:
+            _fail("downscale", f"must be in [1, 8], got {self.downscale}")
+        if self.full_res_steps < 0:
+            _fail("full_res_steps", f"must be >= 0, got {self.full_res_steps}")
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -129,27 +163,19 @@ class LossConfig:
     max_scale: float = 0.05
     """Largest world scale (standard deviation, metres) a Gaussian may take without penalty."""
 
-
-@dataclass(frozen=True)
-class DensifyConfig:
-    """Densification and pruning in canonical space."""
-
-    enabled: bool = True
-    """Clone/split Gaussians with a large view-space gradient, prune transparent ones."""
-    start: int = 100
-    """First step at which densification runs."""
-    stop: int = 1000
-    """Step after which the set of Gaussians is frozen."""
-    every: int = 100
-    """Densify/prune every this many steps."""
-    grad_threshold: float = 2e-4
-    """Mean view-space position-gradient norm (NDC-like units as gsplat) above which a Gaussian grows."""
-    split_scale: float = 0.01
-    """Gaussians whose largest world scale exceeds this (metres) are split, smaller ones cloned."""
-    prune_opacity: float = 0.01
-    """Gaussians with opacity below this are pruned."""
-    max_gaussians: int = 60000
-    """Upper bound on the number of canonical Gaussians."""
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field for an out-of-range value."""
+        for name in ("ssim", "mask", "depth", "chamfer", "surface", "scale"):
+            if getattr(self, name) < 0.0:
+                _fail(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.ssim > 1.0:
+            _fail("ssim", f"must be in [0, 1], got {self.ssim}")
+        if self.chamfer_samples < 1:
+            _fail("chamfer_samples", f"must be >= 1, got {self.chamfer_samples}")
+        if self.chamfer_scan_points < 16:
+            _fail("chamfer_scan_points", f"must be >= 16, got {self.chamfer_scan_points}")
+        if not self.max_scale > 0.0:
+            _fail("max_scale", f"must be > 0, got {self.max_scale}")
 
 
 @dataclass(frozen=True)
@@ -163,19 +189,30 @@ class LogConfig:
     checkpoint_every: int = 250
     """Write an atomic checkpoint every this many steps (0: only at the end of a stage)."""
     progress: bool = True
-    """Show a tqdm progress bar with the current loss."""
+    """Show tqdm progress bars (the structure search's and the joint stage's, with the current loss)."""
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field for an out-of-range value."""
+        if self.every < 1:
+            _fail("every", f"must be >= 1, got {self.every}")
+        for name in ("image_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                _fail(name, f"must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Stage (c): evaluation on the held-out test views."""
 
-    fscore_tau: float = 0.01
-    """Distance threshold of the F-score (metres)."""
     surface_samples: int = 20000
     """Program surface samples for Chamfer-L2 and F-score."""
     save_renders: bool = True
     """Write the test-view renders to renders/ in the run folder."""
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field for an out-of-range value."""
+        if self.surface_samples < 16:
+            _fail("surface_samples", f"must be >= 16, got {self.surface_samples}")
 
 
 @dataclass(frozen=True)
@@ -183,7 +220,7 @@ class TrainConfig:
     """``python train.py --scene NAME``: fit a shape program and its Gaussians to a scene."""
 
     scene: str = "chair"
-    """A registered scene name (see configs/) or a path to a scene folder."""
+    """A registered scene name (see splat.presets) or a path to a scene folder."""
     program: str = ""
     """Shape program: a name in programs/ or a path to a graph JSON. Empty: the one the scene names."""
     output_dir: Path = Path("outputs")
@@ -196,92 +233,87 @@ class TrainConfig:
     """Seed of every random choice (view order, initialisation, search)."""
     device: str = "cpu"
     """Torch device ("cpu", "cuda")."""
-    backend: Literal["auto", "cpu", "torch", "gsplat"] = "auto"
-    """Rasterizer backend (see splat.render.rasterize)."""
     threads: int = 0
     """torch intra-op threads (0: leave torch's default)."""
     background: tuple[float, float, float] | None = None
     """Background colour of renders; None: the colour the scene's manifest states (black if none)."""
-    search: SearchConfig = field(default_factory=SearchConfig)
-    gaussians: GaussianConfig = field(default_factory=GaussianConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
+    """Stage (a) switches: structure search, silhouette check."""
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    """The fused depth scan the search and the Chamfer loss fit."""
+    # AvoidSubcommands: the Optional nested ``final_chamfer`` stays a plain default instead of a tyro
+    # subcommand (it is set in presets or config.json, not on the command line).
+    search: Annotated[SearchSettings, tyro.conf.AvoidSubcommands] = field(default_factory=SearchSettings)
+    """Stage (a): the genetic structure search (splat.search.SearchSettings; seed and progress come from
+    --seed and --log.progress, placement.floor from the scan when None)."""
+    gaussians: InitSettings = field(default_factory=InitSettings)
+    """Procedural Gaussians bound to the program's canonical primitives (splat.gaussians.InitSettings)."""
+    raster: RasterSettings = field(default_factory=RasterSettings)
+    """Rasterizer (splat.render.RasterSettings); render_mode is chosen by each stage and stays "RGB" here."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """Stage (b) optimiser: steps and learning rates."""
     loss: LossConfig = field(default_factory=LossConfig)
-    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    """Stage (b) loss weights."""
+    densify: DensifySettings = field(default_factory=DensifySettings)
+    """Densification and pruning in canonical space, thresholds and schedule
+    (splat.gaussians.DensifySettings)."""
     log: LogConfig = field(default_factory=LogConfig)
+    """TensorBoard, progress bars and checkpoints."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """Stage (c): evaluation on the held-out test views."""
+
+    @property
+    def backend(self) -> str:
+        """The rasterizer backend, ``raster.backend`` (read-only; for readers of the former top-level
+        field)."""
+        return self.raster.backend
 
 
 # --- validation --------------------------------------------------------------------------------------
 
-def _check(cond: bool, field_name: str, message: str, file: str | None) -> None:
-    if not cond:
-        raise SplatError(message, file=file, field=field_name)
-
-
 def validate_config(cfg: TrainConfig, *, file: str | os.PathLike | None = None) -> TrainConfig:
-    """Raise :class:`SplatError` naming the field for any out-of-range value; return ``cfg``."""
+    """Raise :class:`SplatError` naming the field for any out-of-range value; return ``cfg``.
+
+    Every float must be finite; every section (at any depth) with a ``validate()`` method checks itself
+    (the library settings classes' own checks, their field names prefixed with the section's path); then
+    the run-level fields and the checks that span sections.
+    """
     f = None if file is None else os.fspath(file)
     for path, value in _walk(cfg):
         if isinstance(value, float) and not math.isfinite(value):
             raise SplatError(f"must be a finite number, got {value}", file=f, field=path)
-    _check(bool(cfg.scene), "scene", "must name a scene or a scene folder", f)
-    _check(cfg.threads >= 0, "threads", f"must be >= 0, got {cfg.threads}", f)
+    for path, section in _sections(cfg):
+        check = getattr(section, "validate", None)
+        if callable(check):
+            try:
+                check()
+            except SplatError as err:
+                raise SplatError(err.message, file=f, field=f"{path}.{err.field}" if err.field else path) from None
+
+    def need(ok: bool, field_name: str, message: str) -> None:
+        if not ok:
+            raise SplatError(message, file=f, field=field_name)
+
+    need(bool(cfg.scene), "scene", "must name a scene or a scene folder")
+    need(cfg.threads >= 0, "threads", f"must be >= 0, got {cfg.threads}")
     if cfg.background is not None:
-        _check(all(0.0 <= c <= 1.0 for c in cfg.background), "background",
-               f"each channel must be in [0, 1], got {cfg.background}", f)
-    s = cfg.search
-    _check(s.population >= 2, "search.population", f"must be >= 2, got {s.population}", f)
-    _check(s.generations >= 1, "search.generations", f"must be >= 1, got {s.generations}", f)
-    _check(s.scan_points >= 16, "search.scan_points", f"must be >= 16, got {s.scan_points}", f)
-    _check(math.isfinite(s.scan_voxel) and s.scan_voxel >= 0, "search.scan_voxel",
-           f"must be a finite number >= 0, got {s.scan_voxel}", f)
-    _check(s.final_refine_steps >= 0, "search.final_refine_steps", f"must be >= 0, got {s.final_refine_steps}", f)
-    g = cfg.gaussians
-    _check(g.num_init >= 1, "gaussians.num_init", f"must be >= 1, got {g.num_init}", f)
-    _check(0 <= g.sh_degree <= 3, "gaussians.sh_degree", f"must be in [0, 3], got {g.sh_degree}", f)
-    _check(0.0 < g.init_opacity < 1.0, "gaussians.init_opacity", f"must be in (0, 1), got {g.init_opacity}", f)
-    _check(0.0 < g.flatness <= 1.0, "gaussians.flatness", f"must be in (0, 1], got {g.flatness}", f)
-    _check(all(0.0 <= c <= 1.0 for c in g.constant_color), "gaussians.constant_color",
-           f"each channel must be in [0, 1], got {g.constant_color}", f)
-    o = cfg.optim
-    _check(o.steps >= 0, "optim.steps", f"must be >= 0, got {o.steps}", f)
-    for name in ("lr_means", "lr_scales", "lr_quats", "lr_opacities", "lr_colors", "lr_residuals",
-                 "lr_program", "lr_placement"):
-        v = getattr(o, name)
-        _check(v >= 0.0, f"optim.{name}", f"must be >= 0, got {v}", f)
-    _check(0.0 < o.lr_final_ratio <= 1.0, "optim.lr_final_ratio", f"must be in (0, 1], got {o.lr_final_ratio}", f)
-    _check(0.0 < o.lr_program_final_ratio <= 1.0, "optim.lr_program_final_ratio",
-           f"must be in (0, 1], got {o.lr_program_final_ratio}", f)
-    _check(o.program_start >= 0, "optim.program_start", f"must be >= 0, got {o.program_start}", f)
-    _check(1 <= o.downscale <= 8, "optim.downscale", f"must be in [1, 8], got {o.downscale}", f)
-    _check(o.full_res_steps >= 0, "optim.full_res_steps", f"must be >= 0, got {o.full_res_steps}", f)
-    lo = cfg.loss
-    for name in ("ssim", "mask", "depth", "chamfer", "surface", "scale"):
-        v = getattr(lo, name)
-        _check(v >= 0.0, f"loss.{name}", f"must be >= 0, got {v}", f)
-    _check(lo.ssim <= 1.0, "loss.ssim", f"must be in [0, 1], got {lo.ssim}", f)
-    _check(lo.chamfer_samples >= 1, "loss.chamfer_samples", f"must be >= 1, got {lo.chamfer_samples}", f)
-    _check(lo.chamfer_scan_points >= 16, "loss.chamfer_scan_points",
-           f"must be >= 16, got {lo.chamfer_scan_points}", f)
-    _check(lo.max_scale > 0.0, "loss.max_scale", f"must be > 0, got {lo.max_scale}", f)
-    d = cfg.densify
-    _check(d.every >= 1, "densify.every", f"must be >= 1, got {d.every}", f)
-    _check(d.grad_threshold > 0.0, "densify.grad_threshold", f"must be > 0, got {d.grad_threshold}", f)
-    _check(d.split_scale > 0.0, "densify.split_scale", f"must be > 0, got {d.split_scale}", f)
-    _check(0.0 <= d.prune_opacity < 1.0, "densify.prune_opacity", f"must be in [0, 1), got {d.prune_opacity}", f)
-    _check(d.max_gaussians >= g.num_init, "densify.max_gaussians",
-           f"must be >= gaussians.num_init ({g.num_init}), got {d.max_gaussians}", f)
-    lg = cfg.log
-    _check(lg.every >= 1, "log.every", f"must be >= 1, got {lg.every}", f)
-    _check(lg.image_every >= 0, "log.image_every", f"must be >= 0, got {lg.image_every}", f)
-    _check(lg.checkpoint_every >= 0, "log.checkpoint_every", f"must be >= 0, got {lg.checkpoint_every}", f)
-    e = cfg.eval
-    _check(e.fscore_tau > 0.0, "eval.fscore_tau", f"must be > 0, got {e.fscore_tau}", f)
-    _check(e.surface_samples >= 16, "eval.surface_samples", f"must be >= 16, got {e.surface_samples}", f)
+        need(all(0.0 <= c <= 1.0 for c in cfg.background), "background",
+             f"each channel must be in [0, 1], got {cfg.background}")
+    library = SearchSettings()
+    need(cfg.search.seed == library.seed, "search.seed",
+         f"the search uses the run's seed (--seed); leave this at {library.seed}, got {cfg.search.seed}")
+    need(cfg.search.progress == library.progress, "search.progress",
+         "the search's progress bar follows --log.progress; leave this at its default")
+    need(cfg.raster.render_mode == RasterSettings().render_mode, "raster.render_mode",
+         f"each stage picks its render mode (joint training renders RGB+ED); leave this at "
+         f"{RasterSettings().render_mode!r}, got {cfg.raster.render_mode!r}")
+    need(cfg.densify.max_gaussians >= cfg.gaussians.num_init, "densify.max_gaussians",
+         f"must be >= gaussians.num_init ({cfg.gaussians.num_init}), got {cfg.densify.max_gaussians}")
     return cfg
 
 
 def _walk(obj: Any, prefix: str = ""):
+    """(path, value) of every leaf field of a nested config."""
     for fld in dataclasses.fields(obj):
         value = getattr(obj, fld.name)
         path = f"{prefix}{fld.name}"
@@ -291,10 +323,19 @@ def _walk(obj: Any, prefix: str = ""):
             yield path, value
 
 
+def _sections(obj: Any, prefix: str = ""):
+    """(path, dataclass) of every nested section, parents before their children."""
+    for fld in dataclasses.fields(obj):
+        value = getattr(obj, fld.name)
+        if dataclasses.is_dataclass(value):
+            yield prefix + fld.name, value
+            yield from _sections(value, f"{prefix}{fld.name}.")
+
+
 # --- JSON round trip ---------------------------------------------------------------------------------
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain JSON-ready dict of a (nested) config dataclass: Paths as strings, tuples as lists."""
+    """Plain JSON-ready dict of a (nested) config dataclass: Paths as strings, tuples as lists, None kept."""
     out: dict[str, Any] = {}
     for fld in dataclasses.fields(cfg):
         value = getattr(cfg, fld.name)
@@ -324,7 +365,13 @@ def config_from_dict(cls: type, data: Any, *, file: str | None = None, prefix: s
         if fld.name not in data:
             continue
         kwargs[fld.name] = _coerce(hints[fld.name], data[fld.name], file, prefix + fld.name)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (SplatError, ValueError) as err:  # settings classes that check themselves on construction
+        sub = err.field if isinstance(err, SplatError) else None
+        message = err.message if isinstance(err, SplatError) else str(err)
+        path = prefix + sub if sub else prefix.rstrip(".") or None
+        raise SplatError(message, file=file, field=path) from None
 
 
 def _coerce(tp: Any, value: Any, file: str | None, path: str) -> Any:

@@ -220,13 +220,14 @@ class GeometryMetrics(NamedTuple):
     normal_consistency: float  # mean |cos| between normals of nearest points, both ways; NaN without normals
 
     def as_dict(self) -> dict[str, float]:
-        """Flat ``{"chamfer_l1": .., "fscore@0.01": .., ...}`` for JSON files and tables."""
+        """Flat ``{"chamfer_l1": .., "fscore@1cm": .., ...}`` (keys named as in docs/evaluation.md)."""
         out = {"chamfer_l1": self.chamfer_l1, "chamfer_l2": self.chamfer_l2, "accuracy": self.accuracy,
                "completeness": self.completeness, "normal_consistency": self.normal_consistency}
         for f in self.fscores:
-            out[f"fscore@{f.tau:g}"] = f.fscore
-            out[f"precision@{f.tau:g}"] = f.precision
-            out[f"recall@{f.tau:g}"] = f.recall
+            tag = f"{f.tau * 100:g}cm"
+            out[f"fscore@{tag}"] = f.fscore
+            out[f"precision@{tag}"] = f.precision
+            out[f"recall@{tag}"] = f.recall
         return out
 
 

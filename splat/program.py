@@ -169,7 +169,7 @@ def available_programs() -> tuple[str, ...]:
 
 
 def load_program(name_or_path: str | os.PathLike) -> ShapeProgram:
-    """Load ``programs/<name>`` from the repository (chair, table, cabinet, bookshelf) or a path."""
+    """Load a library program (``splat/programs/<name>``: chair, table, cabinet, bookshelf) or a path."""
     p = Path(name_or_path)
     if p.exists():
         return ShapeProgram.load(p)

@@ -1,6 +1,6 @@
 """`splat data`: the summary, the fused PLY output and the exit-2 path, by subprocess.
 
-Budget: < 6 s (three interpreter starts importing torch).
+Budget: < 6 s (two interpreter starts importing torch; the option checks in-process).
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
+import pytest
 
 from splat.data import read_ply_points
 from splat.data.synthetic import write_plane_scene
@@ -39,3 +41,16 @@ def test_user_error_exits_2_with_one_line(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "frames[0].file_path" in lines[0]
     assert "Traceback" not in res.stderr
+
+
+def test_no_masks_and_bad_voxel_in_process(tmp_path, capsys):
+    from splat.cli import run_cli
+    from splat.commands.data import main
+
+    write_plane_scene(tmp_path / "s")
+    run_cli(lambda: main([str(tmp_path / "s"), "--no-masks", "--voxel", "0.05"]))
+    assert "fused      " in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: main([str(tmp_path / "s"), "--voxel", "0"]))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: --voxel: must be > 0") and err.count("\n") == 1

@@ -197,7 +197,7 @@ def test_fscore_thresholds():
     scores = [fscore(far, g, t).fscore for t in (0.01, 0.04, 0.051, 0.2)]
     assert scores == sorted(scores) and scores[0] == 0.0 and scores[-1] == 1.0
     d = m.as_dict()
-    assert d["fscore@0.02"] == 1.0 and "chamfer_l2" in d
+    assert d["fscore@2cm"] == 1.0 and "chamfer_l2" in d
 
 
 def test_normal_consistency_perpendicular():

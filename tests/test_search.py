@@ -143,7 +143,7 @@ def test_deterministic_for_a_seed(box):
 
 
 def test_cli_writes_json_and_reports_bad_input(tmp_path, box, capsys):
-    # In-process (run_cli + main) to keep the test fast; `python -m splat.search` is the same main.
+    # In-process (run_cli + main) to keep the test fast; `splat search` is the same main.
     from splat.cli import run_cli
     from splat.commands.search import main
 
@@ -177,7 +177,8 @@ def test_cli_writes_json_and_reports_bad_input(tmp_path, box, capsys):
 def test_module_entry_point_help():
     run = subprocess.run([sys.executable, "-m", "splat", "search", "--help"], capture_output=True, text=True,
                          timeout=120)
-    assert run.returncode == 0 and "--program" in run.stdout and "--points" in run.stdout
+    assert run.returncode == 0
+    assert all(flag in run.stdout for flag in ("--program", "--points", "--scene", "--no-views", "--no-progress"))
 
 
 def test_cli_on_a_scene_fuses_its_depth(tmp_path, box):
@@ -197,3 +198,7 @@ def test_cli_on_a_scene_fuses_its_depth(tmp_path, box):
     with pytest.raises(SystemExit) as e:
         run_cli(lambda: main(["--program", str(program), "--scene", str(tmp_path / "nope"), "--out", str(out)]))
     assert e.value.code == 2
+    for sources in ([], ["--scene", str(tmp_path / "scene"), "--points", str(tmp_path / "scan.ply")]):
+        with pytest.raises(SystemExit) as e:  # exactly one of --scene / --points
+            run_cli(lambda: main(["--program", str(program), "--out", str(out), *sources]))
+        assert e.value.code == 2

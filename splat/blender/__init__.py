@@ -6,7 +6,7 @@
   live geometry-nodes modifier with those values.
 - :mod:`splat.blender.evaluate` — Blender itself evaluates a program (the reference our evaluator is
   tested against): open once, evaluate many parameter sets.
-- ``python -m splat.blender import|export ...`` — the command line over the two.
+- ``splat blender import|export ...`` (splat/commands/blender.py) — the command line over the two.
 
 Importing this package (and ``import splat``) never needs bpy: bpy is imported lazily by
 :func:`require_bpy`, which raises :class:`~splat.errors.SplatError` when it is missing.

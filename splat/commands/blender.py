@@ -1,29 +1,62 @@
-"""Command line: import a .blend program, or export a program to a .blend.
+"""``splat blender import|export``: import a .blend program, or export a program to a .blend.
 
-    python -m splat.blender import chair.blend --out programs/chair_blend [--object Cube]
+    splat blender import chair.blend --out programs/chair_blend [--object Cube]
         writes programs/chair_blend/graph.json (docs/graph_format.md) and params.json (a parameter
         space skeleton in the sp_*.json layout: names, types, interface min/max, modifier values as
         defaults; tighten the ranges and add dependencies by hand).
-    python -m splat.blender export programs/chair --out chair.blend [--params values.json]
+    splat blender export programs/chair --out chair.blend [--params values.json]
         writes a .blend whose object carries a live geometry-nodes modifier set to the values
         (default: the program's defaults). The program is anything ShapeProgram.load accepts; a bare
         graph JSON works too.
 
-User errors print one line and exit 2 (splat.cli.run_cli).
+Both need the ``blender`` extra (bpy). User errors print one line and exit 2 (splat.cli.run_cli).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional, Union
 
-from splat.cli import run_cli
+import tyro
+
 from splat.errors import SplatError
 from splat.io import read_json, write_json_atomic
 
 
-def _cmd_import(args) -> None:
+@dataclass(frozen=True)
+class ImportConfig:
+    """.blend -> graph.json + params.json (``splat blender import X.blend --out DIR``)."""
+
+    blend: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="BLEND")]]
+    """A .blend with a geometry-nodes modifier."""
+    out: Path
+    """Output folder (created)."""
+    object: Optional[str] = None
+    """The object to read, when several carry a modifier."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Program -> .blend with a live geometry-nodes modifier (``splat blender export PROGRAM --out X.blend``)."""
+
+    program: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="PROGRAM")]]
+    """Program folder, single-file program JSON, or bare graph JSON."""
+    out: Path
+    """The .blend to write."""
+    params: Optional[Path] = None
+    """JSON object of parameter values (default: the program's defaults)."""
+
+
+BlenderCommand = Union[
+    Annotated[ImportConfig, tyro.conf.subcommand(name="import")],
+    Annotated[ExportConfig, tyro.conf.subcommand(name="export")],
+]
+"""``splat blender import ...`` or ``splat blender export ...``."""
+
+
+def _cmd_import(args: ImportConfig) -> None:
     from splat.blender.importer import import_blend
 
     result = import_blend(args.blend, object_name=args.object)
@@ -41,13 +74,13 @@ def _load_program(path: Path):
     return program.graph.to_dict(), program.space
 
 
-def _cmd_export(args) -> None:
+def _cmd_export(args: ExportConfig) -> None:
     from splat.blender.exporter import export_blend
 
-    graph, space = _load_program(Path(args.program))
+    graph, space = _load_program(args.program)
     values = space.defaults()
     if args.params is not None:
-        given = read_json(Path(args.params))
+        given = read_json(args.params)
         if not isinstance(given, dict):
             raise SplatError("must be a JSON object of parameter values", file=args.params)
         values = space.validate(given, file=args.params)
@@ -56,19 +89,9 @@ def _cmd_export(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m splat.blender", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_imp = sub.add_parser("import", help=".blend -> graph.json + params.json")
-    p_imp.add_argument("blend", help="a .blend with a geometry-nodes modifier")
-    p_imp.add_argument("--out", required=True, help="output folder (created)")
-    p_imp.add_argument("--object", default=None, help="the object to read, when several carry a modifier")
-    p_exp = sub.add_parser("export", help="program -> .blend with a live modifier")
-    p_exp.add_argument("program", help="program folder, single-file program JSON, or bare graph JSON")
-    p_exp.add_argument("--out", required=True, help="the .blend to write")
-    p_exp.add_argument("--params", default=None, help="JSON object of parameter values")
-    args = parser.parse_args(argv)
-    {"import": _cmd_import, "export": _cmd_export}[args.command](args)
-
-
-if __name__ == "__main__":
-    run_cli(lambda: main(sys.argv[1:]))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = tyro.cli(BlenderCommand, args=argv, prog="splat blender", description=__doc__.split("\n\n")[0])
+    if isinstance(args, ImportConfig):
+        _cmd_import(args)
+    else:
+        _cmd_export(args)

@@ -1,4 +1,4 @@
-"""``python -m splat.data SCENE_DIR [--fuse-out scan.ply] [--voxel 0.005]``
+"""``splat data SCENE_DIR [--fuse-out scan.ply] [--voxel 0.005] [--no-masks]``: check and summarise a scene.
 
 Loads a scene, checks it, prints a one-screen summary (frames, split, resolution, intrinsics, depth
 coverage, masks, fused points, bounding box, ground truth), and optionally writes the fused depth cloud
@@ -7,26 +7,34 @@ as a PLY (atomically). User errors print one line and exit 2 (splat.cli.run_cli)
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
+import tyro
 
-from splat.cli import run_cli
 from splat.data.fusion import fuse_depth
 from splat.data.ply import read_ply_points, write_ply_points
 from splat.data.transforms import load_scene
+from splat.workspace import scene_dir
 from splat.errors import SplatError
 
 
-def _parse(argv):
-    ap = argparse.ArgumentParser(prog="python -m splat.data", description=__doc__.split("\n\n")[1])
-    ap.add_argument("scene_dir", help="scene folder holding transforms.json")
-    ap.add_argument("--fuse-out", default=None, help="write the fused depth point cloud to this PLY")
-    ap.add_argument("--voxel", type=float, default=None, help="voxel size in metres for the fused cloud")
-    ap.add_argument("--no-masks", action="store_true", help="fuse depth outside the masks too")
-    return ap.parse_args(argv)
+@dataclass(frozen=True)
+class DataConfig:
+    """Check a scene folder, print its summary, and optionally write its fused depth cloud as a PLY."""
+
+    scene_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="SCENE_DIR")]]
+    """Scene folder holding transforms.json, or a shipped scene's name (chair, table, ...)."""
+    fuse_out: Optional[Path] = None
+    """Write the fused depth point cloud to this PLY."""
+    voxel: Optional[float] = None
+    """Voxel size in metres for the fused cloud (default: the fusion's own)."""
+    masks: bool = True
+    """Fuse depth only inside the masks (--no-masks: outside them too)."""
 
 
 def _vec(v) -> str:
@@ -73,17 +81,14 @@ def summarize(scene, points: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    args = _parse(argv)
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = tyro.cli(DataConfig, args=argv, prog="splat data", description=DataConfig.__doc__)
     if args.voxel is not None and not args.voxel > 0:
         raise SplatError(f"must be > 0, got {args.voxel}", field="--voxel")
-    scene = load_scene(args.scene_dir)
-    points = fuse_depth(scene, voxel_size=args.voxel, use_masks=not args.no_masks).numpy()
+    scene = load_scene(scene_dir(args.scene_dir, field="SCENE_DIR"))
+    points = fuse_depth(scene, voxel_size=args.voxel, use_masks=args.masks).numpy()
     print(summarize(scene, points))
-    if args.fuse_out:
+    if args.fuse_out is not None:
         write_ply_points(args.fuse_out, points)
         print(f"wrote      {args.fuse_out}")
-
-
-if __name__ == "__main__":
-    run_cli(lambda: main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""``python -m splat.export RUN_DIR``: write a run's editable assets, optionally with edited parameters.
+"""``splat export RUN``: write a run's editable assets, optionally with edited parameters.
 
 Writes into ``--out`` (default: ``<run>/assets`` for the fitted parameters, ``<run>/edited`` when
 ``--set`` edits them), each file atomically and each loadable back:
@@ -30,7 +30,7 @@ Format = Literal["assets", "ply", "glb", "blend"]
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """``python -m splat.export RUN_DIR``: export editable assets of a trained run."""
+    """``splat export RUN``: export editable assets of a trained run."""
 
     run: tyro.conf.Positional[Path]
     """Run folder (outputs/<scene>/<run>) or its assets/ folder."""
@@ -52,7 +52,7 @@ class ExportResult:
 
 
 def export(cfg: ExportConfig) -> ExportResult:
-    """Do what ``python -m splat.export`` does (see the module docstring)."""
+    """Do what ``splat export`` does (see the module docstring)."""
     from splat.export.asset import GAUSSIANS_FILE, PARAMS_FILE, PROGRAM_FILE, SPLATS_FILE, write_assets
     from splat.export.glb import part_colors, write_glb
     from splat.export.ply import write_splats_ply

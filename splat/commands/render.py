@@ -1,6 +1,6 @@
-"""``render.py``: novel views, held-out views, parameter edits and sweeps of a trained object.
+"""``splat render RUN`` (also ``python render.py RUN``): novel views, held-out views, edits, sweeps.
 
-Given a run folder (``outputs/<scene>/<run>``) or its ``assets/`` folder, :func:`render` writes into
+Given a run folder (``outputs/<scene>/<run>``), its ``assets/`` folder or a checkpoint, :func:`render` writes into
 ``--out`` (default ``<run>/renders``):
 
 - ``orbit.mp4`` / ``orbit.gif``: ``--frames`` views on a circle around the object, each frame the
@@ -36,7 +36,7 @@ from splat.render.video import write_video
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """``python render.py RUN_DIR``: render a trained (and optionally edited) object."""
+    """``splat render RUN``: render a trained (and optionally edited) object."""
 
     run: tyro.conf.Positional[Path]
     """Run folder (outputs/<scene>/<run>), its assets/ folder, or a bare 3DGS splats.ply (view only)."""
@@ -126,7 +126,7 @@ def _frames(splats_list: list[Any], cams: list[Any], cfg: RenderConfig, vs: View
 
 
 def render(cfg: RenderConfig) -> RenderResult:
-    """Do what ``render.py`` does (see the module docstring); returns what was written."""
+    """Do what ``splat render`` does (see the module docstring); returns what was written."""
     from splat.workspace import load_run, run_scene_dir
     from splat.render.images import write_png
 

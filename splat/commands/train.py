@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from splat.errors import SplatError
+
 
 def _scene_arg(argv: list[str]) -> str:
     for i, a in enumerate(argv):
@@ -30,21 +32,50 @@ def parse_config(argv: list[str], prog: str = "splat train"):
     from splat.presets import preset
 
     base = preset(_scene_arg(argv))
-    cfg = tyro.cli(TrainConfig, default=base, args=argv, prog=prog, description=__doc__.split("\n\n")[0])
+    try:
+        cfg = tyro.cli(TrainConfig, default=base, args=argv, prog=prog, description=__doc__.split("\n\n")[0])
+    except SplatError as err:  # a settings class that checks itself while tyro builds it
+        raise SplatError(err.message, file=err.file, field=_option_of(err.field)) from None
     return validate_config(cfg)
+
+
+def _option_of(name: str | None) -> str | None:
+    """``eps2d`` -> ``--raster.eps2d``: the command-line option of a field a nested section rejected
+    (the section that has a field of that name; the bare name when none or several do)."""
+    import dataclasses
+
+    from splat.config import TrainConfig
+
+    if not name:
+        return name
+    hits = []
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(sub):
+                walk(type(sub), f"{prefix}{f.name}.")
+            elif f.name == name and prefix:
+                hits.append(prefix + f.name)
+
+    walk(TrainConfig, "")
+    return "--" + hits[0].replace("_", "-") if len(hits) == 1 else name
 
 
 def summary(result: Any) -> dict[str, Any]:
     """The one-line JSON summary printed at the end of a run."""
+    def r(x: Any, digits: int) -> float | None:  # the report (splat.eval/1) has null for undefined values
+        return None if x is None else round(x, digits)
+
     out = {"run": str(result.run_dir.root), "seconds": round(result.seconds, 1)}
-    test = result.metrics.get("test", {})
-    if "psnr" in test:
-        out["test_psnr"] = round(test["psnr"], 2)
-        out["test_ssim"] = round(test["ssim"], 4)
+    test = result.metrics.get("test") or {}
+    if test.get("num_views"):
+        out["test_psnr"] = r(test.get("psnr"), 2)
+        out["test_ssim"] = r(test.get("ssim"), 4)
     pe = result.metrics.get("param_errors")
     if pe:
         out["discrete_structure_recovered"] = pe["discrete_structure_recovered"]
-        out["continuous_max_err_pct"] = round(pe["continuous_max_pct"], 2)
+        out["continuous_max_err_pct"] = r(pe["continuous_max_pct"], 2)
     return out
 
 

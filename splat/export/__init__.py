@@ -8,7 +8,7 @@ Public API (see docs/architecture.md):
   (program.json, params.json, gaussians.pt, splats.ply) written and loaded back; edits re-evaluate the
   program and move the Gaussians with their primitives.
 - :func:`write_glb`, :func:`part_colors` (glb.py) — instanced GLB of the program's geometry.
-- ``python -m splat.export RUN_DIR`` (run.py) — assets, splats.ply, mesh.glb, object.blend.
+- ``splat export RUN`` (splat/commands/export.py) — assets, splats.ply, mesh.glb, object.blend.
 """
 
 from splat.export.asset import EditableAsset, load_asset, write_assets

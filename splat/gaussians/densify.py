@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from splat.errors import SplatError
 from splat.maths import quats_to_rotmats
 from splat.gaussians.model import ProceduralGaussians
 
@@ -52,16 +53,49 @@ def resize_params(
 
 @dataclass(frozen=True)
 class DensifySettings:
-    """Hyperparameters of :class:`Densifier`."""
+    """Hyperparameters of :class:`Densifier` and its schedule (:meth:`collects`, :meth:`due`; the trainer's
+    ``densify`` section)."""
 
     grad_threshold: float = 2e-4
-    """Mean screen-space gradient norm above which a Gaussian grows."""
+    """Mean view-space position-gradient norm (NDC-like units, as gsplat) above which a Gaussian grows."""
     split_scale: float = 0.01
-    """World scale (metres) above which a growing Gaussian is split rather than cloned."""
+    """Growing Gaussians whose largest world scale exceeds this (metres) are split, smaller ones cloned."""
     prune_opacity: float = 0.01
-    """Opacity below which a Gaussian is pruned."""
+    """Gaussians with opacity below this are pruned, in [0, 1)."""
     max_gaussians: int = 60000
-    """Never grow beyond this many canonical Gaussians."""
+    """Upper bound on the number of canonical Gaussians (never grown beyond)."""
+    enabled: bool = True
+    """Clone/split Gaussians with a large view-space gradient and prune transparent ones (False: the set
+    of Gaussians never changes)."""
+    start: int = 100
+    """First step at which densification runs."""
+    stop: int = 1000
+    """Statistics are gathered and the set changes only before this step; after it the set is frozen."""
+    every: int = 100
+    """Densify/prune every this many steps (counted from ``start``)."""
+
+    def collects(self, step: int) -> bool:
+        """Whether step ``step`` (0-based) gathers gradient statistics (:meth:`Densifier.accumulate`)."""
+        return self.enabled and step < self.stop
+
+    def due(self, step: int) -> bool:
+        """Whether :meth:`Densifier.step` runs after step ``step`` (0-based)."""
+        return self.collects(step) and step >= self.start and (step + 1 - self.start) % self.every == 0
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field (``max_gaussians``) for an out-of-range value."""
+        checks = (
+            (self.grad_threshold > 0.0, "grad_threshold", f"must be > 0, got {self.grad_threshold}"),
+            (self.split_scale > 0.0, "split_scale", f"must be > 0, got {self.split_scale}"),
+            (0.0 <= self.prune_opacity < 1.0, "prune_opacity", f"must be in [0, 1), got {self.prune_opacity}"),
+            (self.max_gaussians >= 1, "max_gaussians", f"must be >= 1, got {self.max_gaussians}"),
+            (self.start >= 0, "start", f"must be >= 0, got {self.start}"),
+            (self.stop >= 0, "stop", f"must be >= 0, got {self.stop}"),
+            (self.every >= 1, "every", f"must be >= 1, got {self.every}"),
+        )
+        for ok, name, message in checks:
+            if not ok:
+                raise SplatError(message, field=name)
 
 
 class Densifier:

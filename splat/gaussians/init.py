@@ -15,11 +15,12 @@ are the mean of the pixels of every (copy, view) pair that sees the point.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
+from splat.errors import SplatError
 from splat.maths import covariances_to_scales_quats, rgb_to_sh_dc
 from splat.gaussians.model import ProceduralGaussians
 
@@ -36,26 +37,47 @@ class TrainViews(NamedTuple):
 
 @dataclass(frozen=True)
 class InitSettings:
-    """How :func:`init_gaussians` places and colours the Gaussians."""
+    """How :func:`init_gaussians` places and colours the Gaussians (the trainer's ``gaussians`` section)."""
 
-    num_init: int = 10000
-    """Total Gaussians over all primitives."""
+    num_init: int = 12000
+    """Gaussians created at initialisation, over all canonical primitives (area-weighted in world units)."""
     sh_degree: int = 0
-    """SH degree of the colours."""
+    """Spherical-harmonics degree of the colours, 0..3 (0: view-independent DC colour only)."""
     flatness: float = 0.15
-    """Normal-direction scale as a fraction of the in-plane scale."""
+    """Initial scale along the face normal, as a fraction of the in-plane scale (flat Gaussians), in (0, 1]."""
     init_opacity: float = 0.7
-    """Initial opacity."""
-    color_mode: str = "project"
-    """"project" (colours from the views) or "constant"."""
+    """Initial opacity of every Gaussian, in (0, 1)."""
+    color_mode: Literal["project", "constant"] = "project"
+    """Initial colours: "project" averages the training views' pixels where a Gaussian is visible,
+    "constant" uses ``constant_color``."""
     constant_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    """Colour for "constant" and for points no view sees."""
+    """Colour (linear [0, 1] RGB as stored in the images) for color_mode="constant" and for Gaussians no
+    view sees."""
     per_copy_residuals: bool = False
-    """Add per-copy DC colour residuals (zeros)."""
+    """Learn a DC colour residual per copy of a primitive (starts at zero; for copies that differ in
+    appearance)."""
     oversample: int = 3
     """Candidates drawn per kept Gaussian when filtering by visibility."""
     depth_tolerance: float = 0.02
     """Largest |z - depth| (metres, plus 2% of z) for a point to count as seen by a view."""
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field (``num_init``) for an out-of-range value."""
+        checks = (
+            (self.num_init >= 1, "num_init", f"must be >= 1, got {self.num_init}"),
+            (0 <= self.sh_degree <= 3, "sh_degree", f"must be in [0, 3], got {self.sh_degree}"),
+            (0.0 < self.flatness <= 1.0, "flatness", f"must be in (0, 1], got {self.flatness}"),
+            (0.0 < self.init_opacity < 1.0, "init_opacity", f"must be in (0, 1), got {self.init_opacity}"),
+            (self.color_mode in ("project", "constant"), "color_mode",
+             f"must be 'project' or 'constant', got {self.color_mode!r}"),
+            (len(self.constant_color) == 3 and all(0.0 <= c <= 1.0 for c in self.constant_color), "constant_color",
+             f"must be 3 channels in [0, 1], got {self.constant_color}"),
+            (self.oversample >= 1, "oversample", f"must be >= 1, got {self.oversample}"),
+            (self.depth_tolerance >= 0.0, "depth_tolerance", f"must be >= 0, got {self.depth_tolerance}"),
+        )
+        for ok, name, message in checks:
+            if not ok:
+                raise SplatError(message, field=name)
 
 
 def _surface_keys(geometry: Any, batch_index: int) -> tuple[list[Any], dict[Any, list[int]]]:

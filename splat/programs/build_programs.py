@@ -8,7 +8,6 @@ in x/y, the front faces -Y. Defaults are plausible furniture deliberately away f
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -6,7 +6,7 @@ Python::
     result = search(load_program("chair"), scan_points, SearchSettings(seed=0))
     result.params, result.translation, result.yaw, result.fitness, result.history
 
-Command line: ``python -m splat.search --program chair --scene DIR | --points FILE.ply --out best.json``.
+Command line: ``splat search --program chair --scene DIR | --points FILE.ply --out best.json``.
 """
 
 from splat.search.fitness import population_fitness, prepare_scan

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from splat.errors import SplatError
 from splat.ops.chamfer import ChamferSettings
 from splat.program import ShapeProgram
 from splat.ops.sampling import face_areas
@@ -51,23 +52,37 @@ class PlacementSettings:
     floor: float | None = None
     """The floor's z when known, e.g. :func:`splat.search.genome.estimate_floor` of the full-resolution
     scan before it was subsampled (a subsample keeps few of the lowest points); None estimates it from
-    the scan given to the search."""
+    the scan given to the search (the trainer then passes the floor of the full fused scan)."""
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field (``yaw_range``) for an out-of-range value."""
+        for name in ("margin", "z_margin", "yaw_range", "log_scale_range"):
+            v = getattr(self, name)
+            if not v >= 0.0:
+                raise SplatError(f"must be >= 0, got {v}", field=name)
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """Hyperparameters of :func:`search`."""
+    """Hyperparameters of :func:`search` (the trainer's ``search`` section)."""
 
     seed: int = 0
+    """Seed of every random choice of the search (the trainer uses its run-level ``seed``)."""
     population: int = 32
+    """Genomes per GA generation (>= 2)."""
     generations: int = 20
+    """GA generations (the search may stop earlier on stagnation, see ``patience``)."""
     elites: int = 2
     """Best genomes copied unchanged into the next generation."""
     selection: Literal["tournament", "truncation"] = "tournament"
+    """How parents are drawn: the best of ``tournament_size`` random genomes, or uniformly from the best
+    ``truncation_fraction``."""
     tournament_size: int = 3
+    """Genomes per tournament (tournament selection)."""
     truncation_fraction: float = 0.5
     """Truncation selection draws parents uniformly from this best fraction."""
     crossover_rate: float = 0.9
+    """Probability that a child is a uniform crossover of two parents (else a copy of the first)."""
     mutation_rate: float = 0.15
     """Probability that each gene mutates."""
     mutation_sigma: float = 0.12
@@ -85,8 +100,10 @@ class SearchSettings:
     distinct structures (not simply the best genomes, which often share one structure), so a structure
     is judged with its continuous genes fitted."""
     refine: RefineSettings = field(default_factory=lambda: RefineSettings(steps=6, lr=0.03, samples=512))
+    """Lamarckian refinement of the ``refine_top`` structure leaders in every generation."""
     final_refine: RefineSettings = field(
         default_factory=lambda: RefineSettings(steps=150, lr=0.01, final_lr_fraction=0.01, samples=4096))
+    """Final refinement of the continuous genes of the ``final_structures`` finalists."""
     final_target_points: int = 8192
     """Scan points used by the final refinement of the winner."""
     turned_generations: int = 10
@@ -101,8 +118,10 @@ class SearchSettings:
     refined with ``polish`` and compared (see ``compare_samples``); the best becomes the winner. Stops
     early when the winner stays. 0 disables it."""
     polish_structures: int = 4
+    """Best other structures (besides the winner's one-change neighbours) polished per round."""
     polish: RefineSettings = field(default_factory=lambda: RefineSettings(steps=40, lr=0.01, final_lr_fraction=0.05,
                                                                           samples=1024))
+    """Refinement of every candidate of a polishing round."""
     compare_samples: int = 16384
     """Structures are compared (polishing, finalists) by ``chamfer`` with exact scan -> surface distances
     and about this many *stratified* surface points for the winner (the same density for every
@@ -119,13 +138,59 @@ class SearchSettings:
     leaves alone surfaces a real scan covers sparsely (seen at grazing angles). None uses the chamfer
     settings' own ``x_margin``."""
     chamfer: ChamferSettings = field(default_factory=lambda: ChamferSettings(squared=False))
+    """Objective (fitness) of the GA, its refinement and the structure comparisons: Chamfer distance from
+    the genome's surface samples (x) to the scan (y)."""
     final_chamfer: ChamferSettings | None = None
     """Objective of the final refinement (None: ``chamfer``). Both directions: scan -> surface alone
     cannot see a part that is too large where the scan shows no surface beyond it (a table top
     overhanging its scanned edge by more than half its thickness)."""
     placement: PlacementSettings = field(default_factory=PlacementSettings)
+    """Which placement genes are searched and over what range."""
     progress: bool = True
-    """Show a tqdm progress bar."""
+    """Show a tqdm progress bar (the trainer uses its ``log.progress``)."""
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field (``population``, ``final_refine.steps``) for an
+        out-of-range value. ``chamfer``/``final_chamfer`` validate themselves on construction."""
+        checks = (
+            (self.population >= 2, "population", f"must be >= 2, got {self.population}"),
+            (self.generations >= 1, "generations", f"must be >= 1, got {self.generations}"),
+            (0 <= self.elites < self.population, "elites",
+             f"must lie in [0, population={self.population}), got {self.elites}"),
+            (self.selection in ("tournament", "truncation"), "selection",
+             f"must be 'tournament' or 'truncation', got {self.selection!r}"),
+            (self.tournament_size >= 1, "tournament_size", f"must be >= 1, got {self.tournament_size}"),
+            (0.0 < self.truncation_fraction <= 1.0, "truncation_fraction",
+             f"must be in (0, 1], got {self.truncation_fraction}"),
+            (0.0 <= self.crossover_rate <= 1.0, "crossover_rate", f"must be in [0, 1], got {self.crossover_rate}"),
+            (0.0 <= self.mutation_rate <= 1.0, "mutation_rate", f"must be in [0, 1], got {self.mutation_rate}"),
+            (self.mutation_sigma >= 0.0, "mutation_sigma", f"must be >= 0, got {self.mutation_sigma}"),
+            (self.samples >= 1, "samples", f"must be >= 1, got {self.samples}"),
+            (self.target_points >= 1, "target_points", f"must be >= 1, got {self.target_points}"),
+            (self.final_target_points >= 1, "final_target_points", f"must be >= 1, got {self.final_target_points}"),
+            (self.compare_samples >= 1, "compare_samples", f"must be >= 1, got {self.compare_samples}"),
+            (self.final_structures >= 1, "final_structures", f"must be >= 1, got {self.final_structures}"),
+            (self.margin_scale is None or self.margin_scale >= 0, "margin_scale",
+             f"must be >= 0 (or None), got {self.margin_scale}"),
+        )
+        for ok, name, message in checks:
+            if not ok:
+                raise SplatError(message, field=name)
+        for name in ("patience", "refine_top", "turned_generations", "polish_rounds", "polish_structures"):
+            if getattr(self, name) < 0:
+                raise SplatError(f"must be >= 0, got {getattr(self, name)}", field=name)
+        for name in ("refine", "final_refine", "polish"):
+            r = getattr(self, name)
+            for sub, ok, need in (("steps", r.steps >= 0, ">= 0"), ("lr", r.lr >= 0.0, ">= 0"),
+                                  ("final_lr_fraction", r.final_lr_fraction >= 0.0, ">= 0"),
+                                  ("samples", r.samples >= 1, ">= 1"),
+                                  ("candidates", r.candidates is None or r.candidates >= 1, ">= 1 (or None)")):
+                if not ok:
+                    raise SplatError(f"must be {need}, got {getattr(r, sub)}", field=f"{name}.{sub}")
+        try:
+            self.placement.validate()
+        except SplatError as err:
+            raise SplatError(err.message, field=f"placement.{err.field}") from None
 
 
 @dataclass(frozen=True)
@@ -171,15 +236,6 @@ def _select(fitness: Tensor, n: int, settings: SearchSettings, generator: torch.
     cand = torch.randint(0, b, (n, settings.tournament_size), generator=generator)
     best = torch.argmin(fitness[cand], dim=1)
     return cand[torch.arange(n), best]
-
-
-def _check_settings(s: SearchSettings) -> None:
-    if s.population < 2 or s.generations < 1:
-        raise ValueError("population must be >= 2 and generations >= 1")
-    if not 0 <= s.elites < s.population:
-        raise ValueError("elites must lie in [0, population)")
-    if s.selection not in ("tournament", "truncation"):
-        raise ValueError(f"unknown selection {s.selection!r}")
 
 
 class _Scorer:
@@ -279,11 +335,9 @@ def search(
 
     Raises:
         SplatError: the scan is empty, all NaN, or has too few points; a parameter range is empty; the
-            space has nothing to search.
+            space has nothing to search; a setting is out of range (:meth:`SearchSettings.validate`).
     """
-    _check_settings(settings)
-    if settings.margin_scale is not None and not settings.margin_scale >= 0:
-        raise ValueError(f"margin_scale must be >= 0, got {settings.margin_scale}")
+    settings.validate()
     scan = prepare_scan(points, file=scan_file)
     box = PlacementBox.from_scan(scan, margin=settings.placement.margin, z_margin=settings.placement.z_margin,
                                  snap_to_floor=settings.placement.snap_to_floor,

@@ -2,45 +2,15 @@
 
 Public API:
 
-- :class:`TrainConfig` and its nested dataclasses (:mod:`splat.config`), :func:`validate_config`,
-  :func:`save_config` / :func:`load_config` (config.json round trip).
-- :func:`train` (trainer.py): run or resume a run -> :class:`TrainResult`.
-- :class:`JointTrainer` (joint.py), :func:`evaluate` (evaluate.py),
-  :class:`TrainData` / :func:`train_data` (data.py: train frames only), logging (logger.py). Run folders
-  and checkpoints: :mod:`splat.runs`; the program's trainable state: :class:`splat.program.ProgramFit`.
+- :func:`train` (trainer.py): run or resume a run -> :class:`TrainResult`. Its configuration is
+  :class:`splat.config.TrainConfig` (re-exported here with :func:`validate_config`,
+  :func:`save_config` / :func:`load_config`); presets per scene: :mod:`splat.presets`.
+- :class:`JointTrainer` (joint.py), :class:`TrainData` / :func:`train_data` (data.py: train frames
+  only), logging (logger.py). Stage (c) is :func:`splat.evaluate.evaluate_asset`; run folders and
+  checkpoints: :mod:`splat.runs`; the program's trainable state: :class:`splat.program.ProgramFit`.
 """
 
-from splat.config import (
-    DensifyConfig,
-    EvalConfig,
-    GaussianConfig,
-    LogConfig,
-    LossConfig,
-    OptimConfig,
-    SearchConfig,
-    TrainConfig,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    save_config,
-    validate_config,
-)
+from splat.config import TrainConfig, load_config, save_config, validate_config
 from splat.train.trainer import TrainResult, train
 
-__all__ = [
-    "DensifyConfig",
-    "EvalConfig",
-    "GaussianConfig",
-    "LogConfig",
-    "LossConfig",
-    "OptimConfig",
-    "SearchConfig",
-    "TrainConfig",
-    "TrainResult",
-    "config_from_dict",
-    "config_to_dict",
-    "load_config",
-    "save_config",
-    "train",
-    "validate_config",
-]
+__all__ = ["TrainConfig", "TrainResult", "load_config", "save_config", "train", "validate_config"]

@@ -1,5 +1,5 @@
 """What the training stages may see: the train frames only (the held-out test views are read only by
-the evaluation stage, see :mod:`splat.train.evaluate`)."""
+the evaluation stage, see :mod:`splat.evaluate`)."""
 
 from __future__ import annotations
 

@@ -11,15 +11,16 @@ their start), and the program/placement ones are 0 before ``program_start``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from splat.gaussians import Densifier, DensifySettings, ProceduralGaussians, canonical_surface_samples
+from splat.gaussians import Densifier, ProceduralGaussians, canonical_surface_samples
 from splat.ops import sample_surface
-from splat.render import RasterSettings, rasterize
+from splat.render import rasterize
 from splat.config import TrainConfig
 from splat.train.data import TrainData, downscale_data
 from splat.train.losses import (
@@ -101,10 +102,8 @@ class JointTrainer:
         self.cfg, self.data, self.fit, self.gaussians, self.generator = cfg, data, fit, gaussians, generator
         self.coarse = downscale_data(data, cfg.optim.downscale)
         self.opts = make_optimizers(cfg, gaussians, fit)
-        d = cfg.densify
-        self.densifier = Densifier(DensifySettings(d.grad_threshold, d.split_scale, d.prune_opacity,
-                                                   d.max_gaussians), len(gaussians))
-        self.raster = RasterSettings(render_mode="RGB+ED", backend=cfg.backend)
+        self.densifier = Densifier(cfg.densify, len(gaussians))
+        self.raster = dataclasses.replace(cfg.raster, render_mode="RGB+ED")  # colours + expected depth
         samples = canonical_surface_samples(gaussians.keys, 4096, torch.Generator().manual_seed(cfg.seed))
         self.surface_reg = SurfaceRegulariser(samples)
         self.extent = data.extent
@@ -196,10 +195,9 @@ class JointTrainer:
             o.step()
         self.fit.clamp_()
 
-        d = cfg.densify
-        if d.enabled and step < d.stop and res.means2d.grad is not None:
+        if cfg.densify.collects(step) and res.means2d.grad is not None:
             self.densifier.accumulate(res.means2d.grad[0], res.radii[0], world.source, data.width, data.height)
-            if step >= d.start and (step + 1 - d.start) % d.every == 0:
+            if cfg.densify.due(step):
                 self._densify(world)
         self.step += 1
         f = [float(x.detach()) for x in (loss, l1, photo, l_mask, l_depth, l_cham, l_surf, l_scale)]

@@ -1,8 +1,10 @@
 """Stage (a): find the program's discrete structure, continuous parameters and placement from the scan.
 
-Calls :mod:`splat.search` (genetic search over the ParamSpace with Lamarckian gradient refinement,
-Chamfer to the train-fused depth scan). With ``search.enabled = False`` the program's defaults are used,
-placed by matching bounding boxes (centre in x/y, base on the scan's lowest point, no rotation/scale).
+Calls :mod:`splat.search` with the config's ``search`` section (genetic search over the ParamSpace with
+Lamarckian gradient refinement, Chamfer to the train-fused depth scan); the run fills in its seed, its
+progress setting and, unless the section states one, the floor of the full fused scan. With
+``structure.search = False`` the program's defaults are used, placed by matching bounding boxes (centre in
+x/y, base on the scan's lowest point, no rotation/scale).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def bbox_placement(program: Any, assignment: dict[str, Any], scan: Tensor) -> Te
 
 def search_stage(program: Any, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> SearchOutcome:
     """Run the structure search (or the defaults when disabled) against ``data.scan``."""
-    if not cfg.search.enabled:
+    if not cfg.structure.search:
         assignment = dict(program.space.defaults())
         return SearchOutcome(assignment, bbox_placement(program, assignment, data.scan), {})
     return _run_search(program, data, cfg, generator)
@@ -52,15 +54,15 @@ def _run_search(program: Any, data: TrainData, cfg: TrainConfig, generator: torc
     import math
     import time
 
-    from splat.search import PlacementSettings, SearchSettings, search
+    from splat.search import search
 
     from splat.maths import placement_matrix
 
     t0 = time.perf_counter()
-    final = dataclasses.replace(SearchSettings().final_refine, steps=cfg.search.final_refine_steps)
-    settings = SearchSettings(seed=cfg.seed, population=cfg.search.population, generations=cfg.search.generations,
-                              final_refine=final, progress=cfg.log.progress,
-                              placement=PlacementSettings(floor=data.floor))
+    s = cfg.search
+    floor = data.floor if s.placement.floor is None else s.placement.floor
+    settings = dataclasses.replace(s, seed=cfg.seed, progress=cfg.log.progress,
+                                   placement=dataclasses.replace(s.placement, floor=floor))
     views = None
     if data.depths is not None:  # surfaces the train cameras could not see are not asked for
         from splat.search.views import ScanViews
@@ -73,11 +75,11 @@ def _run_search(program: Any, data: TrainData, cfg: TrainConfig, generator: torc
     info = {"fitness": float(res.fitness), "generations": len(res.history), "evaluations": int(res.evaluations),
             "seconds": time.perf_counter() - t0}
     assignment = dict(res.params)
-    if cfg.search.silhouette_check and data.masks is not None:
+    if cfg.structure.silhouette_check and data.masks is not None:
         from splat.train.structure import refine_structure
 
         t1 = time.perf_counter()
-        assignment, check = refine_structure(program, assignment, placement.detach(), data, backend=cfg.backend,
+        assignment, check = refine_structure(program, assignment, placement.detach(), data, raster=cfg.raster,
                                              seed=cfg.seed)
         info.update({f"check_{k}": v for k, v in check.items()})
         info["check_seconds"] = time.perf_counter() - t1

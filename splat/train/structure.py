@@ -29,7 +29,8 @@ class SilhouetteScorer:
     downscaled by ``downscale`` (masks by area averaging, thresholded at 0.5)."""
 
     def __init__(self, program: Any, placement: torch.Tensor, data: TrainData, *, num_views: int = 6,
-                 downscale: int = 2, num_gaussians: int = 5000, backend: str = "auto", seed: int = 0):
+                 downscale: int = 2, num_gaussians: int = 5000, raster: RasterSettings | None = None,
+                 seed: int = 0):
         self.program, self.placement = program, placement.to(torch.float32)
         v = data.num_views
         idx = torch.linspace(0, v - 1, min(num_views, v)).round().long().unique()
@@ -42,7 +43,7 @@ class SilhouetteScorer:
         self.Ks, self.viewmats = K, data.viewmats[idx]
         self.h, self.w = self.masks.shape[1:]
         self.num_gaussians, self.seed = num_gaussians, seed
-        self.settings = RasterSettings(backend=backend)
+        self.settings = RasterSettings() if raster is None else raster  # alphas only: any render_mode
         keep = torch.randperm(data.scan.shape[0], generator=torch.Generator().manual_seed(seed))[:8000]
         self.scan = data.scan[keep]
 
@@ -70,17 +71,18 @@ def _alternatives(param: Any) -> list[Any]:
 
 
 def refine_structure(program: Any, assignment: dict[str, Any], placement: torch.Tensor, data: TrainData, *,
-                     sweeps: int = 2, margin: float = 0.03, backend: str = "auto",
+                     sweeps: int = 2, margin: float = 0.03, raster: RasterSettings | None = None,
                      seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Coordinate descent over the discrete parameters on the silhouette error.
 
     Returns the (possibly changed) assignment and an info dict (errors before/after, changes made).
-    A change must lower the error by ``margin`` (relative) to be kept.
+    A change must lower the error by ``margin`` (relative) to be kept. ``raster``: the run's rasterizer
+    settings (None: the defaults).
     """
     if data.masks is None:
         return dict(assignment), {"skipped": "no masks"}
     space = program.space
-    scorer = SilhouetteScorer(program, placement, data, backend=backend, seed=seed)
+    scorer = SilhouetteScorer(program, placement, data, raster=raster, seed=seed)
     best = dict(space.validate(dict(assignment)))
     sil0, cham0 = scorer(best)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from splat.data import load_scene
-from splat.gaussians import InitSettings, ProceduralGaussians, TrainViews, init_gaussians, surface_keys
+from splat.gaussians import ProceduralGaussians, TrainViews, init_gaussians, surface_keys
 from splat.program import ProgramFit
 from splat.io import write_json_atomic
 from splat.config import TrainConfig, load_config, save_config, validate_config
@@ -69,8 +69,8 @@ def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
     scene = load_scene(scene_dir(cfg.scene))
     program = program_for(scene, cfg.program)
     generator = torch.Generator().manual_seed(cfg.seed)
-    data = train_data(scene, max_scan_points=cfg.search.scan_points, generator=generator,
-                      background=cfg.background, device=cfg.device, scan_voxel=cfg.search.scan_voxel or None)
+    data = train_data(scene, max_scan_points=cfg.scan.points, generator=generator,
+                      background=cfg.background, device=cfg.device, scan_voxel=cfg.scan.voxel or None)
 
     # (a) structure search (restored from the checkpoint when it is past it)
     if ckpt is not None:
@@ -86,11 +86,7 @@ def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
         gaussians = ProceduralGaussians.from_state(ckpt["joint"]["gaussians"], surface_keys(geo))
     else:
         views = TrainViews(data.images, data.viewmats, data.Ks, data.depths, data.masks)
-        g = cfg.gaussians
-        settings = InitSettings(num_init=g.num_init, sh_degree=g.sh_degree, flatness=g.flatness,
-                                init_opacity=g.init_opacity, color_mode=g.init_color,
-                                constant_color=g.constant_color, per_copy_residuals=g.per_copy_residuals)
-        gaussians = init_gaussians(geo, settings, generator, views)
+        gaussians = init_gaussians(geo, cfg.gaussians, generator, views)
     trainer = JointTrainer(cfg, data, fit, gaussians, generator)
     if ckpt is not None and ckpt.get("joint") is not None:
         trainer.load_state(ckpt["joint"])
@@ -118,19 +114,21 @@ def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
             logger.scalars(0, {k: v for k, v in outcome.info.items() if isinstance(v, (int, float))}, prefix="search")
         trainer.run(on_step=on_step, logger=logger, checkpoint=checkpoint)
         checkpoint()
-        # (c) evaluation on the held-out views, then the editable assets
+        # (c) the editable assets, then the one evaluation (splat.evaluate, the same as `splat evaluate`)
+        # of that asset on the held-out views: metrics.json has eval_metrics.json's schema and numbers
+        from splat.evaluate import EvalOptions, evaluate_asset
         from splat.export.asset import write_assets
-        from splat.train.evaluate import evaluate
 
-        metrics = evaluate(trainer, scene, cfg, rd.renders if cfg.eval.save_renders else None)
-        metrics["search"] = outcome.info
-        metrics["seconds_this_invocation"] = time.perf_counter() - t0
-        write_assets(rd.assets, program, fit.assignment(), gaussians, fit.placement().detach())
+        asset = write_assets(rd.assets, program, fit.assignment(), gaussians, fit.placement().detach())
+        options = EvalOptions(surface_samples=cfg.eval.surface_samples, seed=0, backend=cfg.raster.backend,
+                              near_plane=cfg.raster.near_plane, background=cfg.background)
+        report = evaluate_asset(asset, scene, options, run=rd.root,
+                                renders_dir=rd.renders if cfg.eval.save_renders else None)
+        metrics = report.as_dict()
         write_json_atomic(rd.metrics, metrics)
-        flat = {}
-        if "psnr" in metrics["test"]:
-            flat["psnr"], flat["ssim"] = metrics["test"]["psnr"], metrics["test"]["ssim"]
-        flat["chamfer_l2_scan"] = metrics["geometry_vs_scan"]["chamfer_l2"]
+        flat = {"psnr": report.test.psnr, "ssim": report.test.ssim} if report.test.num_views else {}
+        if report.geometry_vs_scan is not None:
+            flat["chamfer_l2_scan"] = report.geometry_vs_scan.chamfer_l2
         logger.scalars(trainer.step, flat, prefix="eval")
     finally:
         logger.close()
