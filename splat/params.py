@@ -458,11 +458,11 @@ def _fmt(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def valid_names(space: Any) -> str:
+def valid_names(space: ParamSpace) -> str:
     return "; ".join(describe_param(p) for p in space.params)
 
 
-def find_param(space: Any, name: str, *, field: str = "--set") -> Any:
+def find_param(space: ParamSpace, name: str, *, field: str = "--set") -> Param:
     """The parameter called ``name`` (exact, else case-insensitive unique match); SplatError listing
     the valid parameters otherwise."""
     by_name = {p.name: p for p in space.params}
@@ -474,7 +474,7 @@ def find_param(space: Any, name: str, *, field: str = "--set") -> Any:
     raise SplatError(f"unknown parameter {name!r}; valid parameters: {valid_names(space)}", field=field)
 
 
-def parse_value(p: Any, text: str, *, field: str = "--set") -> Any:
+def parse_value(p: Param, text: str, *, field: str = "--set") -> Any:
     """Parse ``text`` as a value of parameter ``p`` and check its range (inclusive)."""
     raw = text.strip()
     if p.type == "bool":
@@ -513,7 +513,7 @@ def parse_value(p: Any, text: str, *, field: str = "--set") -> Any:
     return value
 
 
-def parse_sets(items: Sequence[str], space: Any) -> dict[str, Any]:
+def parse_sets(items: Sequence[str], space: ParamSpace) -> dict[str, Any]:
     """``["Seat Height=0.62", "Legs Type=1"]`` -> ``{"Seat Height": 0.62, "Legs Type": 1}``.
 
     The name is everything before the last ``=`` (names may contain spaces); a name given twice keeps
@@ -530,7 +530,7 @@ def parse_sets(items: Sequence[str], space: Any) -> dict[str, Any]:
     return out
 
 
-def inactive_edits(space: Any, assignment: Mapping[str, Any], edits: Mapping[str, Any]) -> list[str]:
+def inactive_edits(space: ParamSpace, assignment: Mapping[str, Any], edits: Mapping[str, Any]) -> list[str]:
     """Names in ``edits`` that are inactive under ``assignment`` (editing them changes nothing)."""
     active = space.active(dict(assignment))
     return [n for n in edits if not active.get(n, True)]

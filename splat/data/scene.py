@@ -200,7 +200,7 @@ def check_split_names(split: Any, names: Sequence[str], *, json_file) -> dict[st
     return out
 
 
-def scene_background(scene: Any, override: tuple[float, float, float] | None) -> tuple[float, float, float]:
+def scene_background(scene: Scene, override: tuple[float, float, float] | None) -> tuple[float, float, float]:
     """The render background: ``override``, else the scene's ``background`` (transforms.json top level or
     ``manifest.render.background``), else black."""
     if override is not None:

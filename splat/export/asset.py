@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
@@ -31,6 +31,12 @@ from splat.errors import SplatError
 from splat.export.ply import SplatCloud, splats_from_world, write_splats_ply
 from splat.io import atomic_path, read_json, write_json_atomic
 from splat.maths import sh_dc_to_rgb
+
+if TYPE_CHECKING:
+    from splat.gaussians import ProceduralGaussians
+    from splat.params import ParamSpace
+    from splat.program import ShapeProgram
+
 
 PARAMS_FORMAT = "splat.fitted/1"
 PROGRAM_FILE = "program.json"
@@ -53,7 +59,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def plain_params(params: Mapping[str, Any], space: Any | None = None) -> dict[str, Any]:
+def plain_params(params: Mapping[str, Any], space: "ParamSpace | None" = None) -> dict[str, Any]:
     """Values as JSON scalars, typed by the ParamSpace when given (ints stay ints, bools bools)."""
     out = {k: _plain(v) for k, v in params.items()}
     if space is not None:
@@ -64,7 +70,7 @@ def plain_params(params: Mapping[str, Any], space: Any | None = None) -> dict[st
     return out
 
 
-def snap_to_range(params: Mapping[str, Any], space: Any, *, rel_tol: float = 1e-5) -> dict[str, Any]:
+def snap_to_range(params: Mapping[str, Any], space: "ParamSpace", *, rel_tol: float = 1e-5) -> dict[str, Any]:
     """Float values outside their range by float rounding only (``|excess| <= rel_tol * (high - low)``,
     e.g. a float32 ``low + 1.0 * (high - low)``) are put back on the bound; others are left for
     validation to reject."""
@@ -94,9 +100,9 @@ class EditableAsset:
         scene: the scene the run was trained on (name or path from config.json), if known.
     """
 
-    program: Any
+    program: "ShapeProgram"
     params: Mapping[str, Any]
-    gaussians: Any
+    gaussians: "ProceduralGaussians"
     placement: np.ndarray  # [4, 4]
     root: Path | None = None
     scene: str | None = None
@@ -213,7 +219,7 @@ def check_placement(value: Any, *, file: Any = None) -> np.ndarray:
     return m
 
 
-def write_params_json(path: str | os.PathLike, program: Any, params: Mapping[str, Any],
+def write_params_json(path: str | os.PathLike, program: "ShapeProgram", params: Mapping[str, Any],
                       placement: np.ndarray | None = None) -> None:
     """Write ``params.json`` (format ``splat.fitted/1``) atomically."""
     pl = np.eye(4) if placement is None else np.asarray(placement, dtype=np.float64)
@@ -225,7 +231,7 @@ def write_params_json(path: str | os.PathLike, program: Any, params: Mapping[str
     })
 
 
-def read_params_json(path: str | os.PathLike, space: Any | None = None) -> tuple[dict[str, Any], np.ndarray]:
+def read_params_json(path: str | os.PathLike, space: "ParamSpace | None" = None) -> tuple[dict[str, Any], np.ndarray]:
     """Read ``params.json`` -> (params, placement [4, 4]). Accepts a bare ``{name: value}`` object too
     (placement = identity). With ``space``, values are validated (SplatError naming the parameter)."""
     path = Path(path)
@@ -246,7 +252,8 @@ def read_params_json(path: str | os.PathLike, space: Any | None = None) -> tuple
     return dict(params), placement
 
 
-def write_assets(assets_dir: str | os.PathLike, program: Any, params: Mapping[str, Any], gaussians: Any,
+def write_assets(assets_dir: str | os.PathLike, program: "ShapeProgram", params: Mapping[str, Any],
+                 gaussians: "ProceduralGaussians",
                  placement: np.ndarray | Any | None = None) -> EditableAsset:
     """Write program.json, params.json, gaussians.pt and splats.ply into ``assets_dir`` (atomically).
 
@@ -281,7 +288,7 @@ def key_to_list(key: Any) -> list:
     return [key.tree, key.node, key.kind, list(key.topology)]
 
 
-def state_keys(state: Mapping[str, Any], program: Any) -> list:
+def state_keys(state: Mapping[str, Any], program: "ShapeProgram") -> list:
     """The PrimitiveKeys of a ProceduralGaussians state: from its ``keys`` entry (written by
     :func:`write_assets`), else parsed from its ``key_ids`` (``tree/node/kind/t0,t1,...``, see
     :func:`splat.gaussians.key_id`) against the program's tree names."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +27,11 @@ import torch
 from splat.errors import SplatError
 from splat.maths import sh_dc_to_rgb
 from splat.io import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from splat.gaussians import WorldGaussians
+    from splat.geonodes import Geometry
+
 
 ROOT_NODE = "z_up_to_y_up"
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
@@ -54,7 +59,7 @@ def key_name(key: Any) -> str:
     return f"{key.tree}/{key.node}" + (f"[{topo}]" if topo else "")
 
 
-def part_colors(geometry: Any, world: Any) -> dict[Any, tuple[float, float, float]]:
+def part_colors(geometry: "Geometry", world: "WorldGaussians") -> dict[Any, tuple[float, float, float]]:
     """Mean colour per primitive key of the Gaussians on its copies, opacity-weighted.
 
     Args:
@@ -80,7 +85,7 @@ def part_colors(geometry: Any, world: Any) -> dict[Any, tuple[float, float, floa
     return out
 
 
-def geometry_scene(geometry: Any, colors: Mapping[Any, tuple[float, float, float]] | None = None,
+def geometry_scene(geometry: "Geometry", colors: Mapping[Any, tuple[float, float, float]] | None = None,
                    *, batch_index: int = 0):
     """A ``trimesh.Scene`` of ``geometry`` (one batch element), instanced as described above."""
     import trimesh
@@ -140,7 +145,7 @@ def geometry_scene(geometry: Any, colors: Mapping[Any, tuple[float, float, float
     return scene, n_nodes
 
 
-def write_glb(path: str | os.PathLike, geometry: Any,
+def write_glb(path: str | os.PathLike, geometry: "Geometry",
               colors: Mapping[Any, tuple[float, float, float]] | None = None, *, batch_index: int = 0) -> GlbSummary:
     """Write ``geometry`` as an instanced .glb (atomically). ``colors``: ``{key: rgb}`` (see
     :func:`part_colors`); primitives without one are light grey."""

@@ -15,7 +15,7 @@ are the mean of the pixels of every (copy, view) pair that sees the point.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -23,6 +23,9 @@ from torch import Tensor
 from splat.errors import SplatError
 from splat.maths import covariances_to_scales_quats, rgb_to_sh_dc
 from splat.gaussians.model import ProceduralGaussians
+
+if TYPE_CHECKING:
+    from splat.geonodes import Geometry
 
 
 class TrainViews(NamedTuple):
@@ -80,7 +83,7 @@ class InitSettings:
                 raise SplatError(message, field=name)
 
 
-def _surface_keys(geometry: Any, batch_index: int) -> tuple[list[Any], dict[Any, list[int]]]:
+def _surface_keys(geometry: "Geometry", batch_index: int) -> tuple[list[Any], dict[Any, list[int]]]:
     keys: list[Any] = []
     copies: dict[Any, list[int]] = {}
     for i, part in enumerate(geometry.parts):
@@ -128,7 +131,7 @@ def _visibility(points_w: Tensor, views: TrainViews, tol: float) -> tuple[Tensor
 
 
 def init_gaussians(
-    geometry: Any,
+    geometry: "Geometry",
     settings: InitSettings,
     generator: torch.Generator,
     views: TrainViews | None = None,
@@ -247,7 +250,7 @@ def init_gaussians(
     return ProceduralGaussians(keys, params, torch.cat(all_prim), settings.sh_degree)
 
 
-def surface_keys(geometry: Any, batch_index: int = 0) -> list[Any]:
+def surface_keys(geometry: "Geometry", batch_index: int = 0) -> list[Any]:
     """Keys of the primitives with a surface that are active at ``batch_index`` (in part order)."""
     return _surface_keys(geometry, batch_index)[0]
 

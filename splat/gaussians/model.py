@@ -23,12 +23,16 @@ parameter name, see :mod:`splat.gaussians.densify`).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from splat.maths import quats_to_rotmats
+
+if TYPE_CHECKING:
+    from splat.geonodes import Geometry
+
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh0", "shN")
 """Per-Gaussian parameter names (plus ``residuals`` [N, C, 3] when per-copy residuals are on)."""
@@ -102,7 +106,7 @@ class ProceduralGaussians(nn.Module):
         R = quats_to_rotmats(self.params["quats"])
         return R * self.params["log_scales"].exp()[:, None, :]
 
-    def pushforward(self, geometry: Any, batch_index: int = 0) -> WorldGaussians:
+    def pushforward(self, geometry: "Geometry", batch_index: int = 0) -> WorldGaussians:
         """World Gaussians of every active part of ``geometry`` at batch element ``batch_index``.
 
         Parts whose key this model does not own (for example point parts, which have no surface) are

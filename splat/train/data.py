@@ -4,12 +4,11 @@ the evaluation stage, see :mod:`splat.evaluate`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from splat.data import scene_background
+from splat.data import Scene, scene_background
 from splat.errors import SplatError
 
 
@@ -43,7 +42,7 @@ class TrainData:
         return float(torch.linalg.vector_norm(self.scan.amax(0) - self.scan.amin(0)).clamp_min(1e-6))
 
 
-def train_data(scene: Any, *, max_scan_points: int, generator: torch.Generator,
+def train_data(scene: Scene, *, max_scan_points: int, generator: torch.Generator,
                background: tuple[float, float, float] | None = None, device: str = "cpu",
                scan_voxel: float | None = None) -> TrainData:
     """Gather the train frames of ``scene`` (never its test frames) and fuse their depth into a scan.

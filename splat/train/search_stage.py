@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from splat.config import TrainConfig
+from splat.program import ShapeProgram
 from splat.train.data import TrainData
 
 
@@ -27,7 +28,7 @@ class SearchOutcome(NamedTuple):
 
 
 @torch.no_grad()
-def bbox_placement(program: Any, assignment: dict[str, Any], scan: Tensor) -> Tensor:
+def bbox_placement(program: ShapeProgram, assignment: dict[str, Any], scan: Tensor) -> Tensor:
     """[4, 4] translation putting the program's bounding box centre (x, y) and base (z) on the scan's."""
     geo = program.evaluate(assignment, dtype=torch.float64)
     rm = geo.realize()
@@ -41,7 +42,7 @@ def bbox_placement(program: Any, assignment: dict[str, Any], scan: Tensor) -> Te
     return m
 
 
-def search_stage(program: Any, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> SearchOutcome:
+def search_stage(program: ShapeProgram, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> SearchOutcome:
     """Run the structure search (or the defaults when disabled) against ``data.scan``."""
     if not cfg.structure.search:
         assignment = dict(program.space.defaults())
@@ -49,7 +50,7 @@ def search_stage(program: Any, data: TrainData, cfg: TrainConfig, generator: tor
     return _run_search(program, data, cfg, generator)
 
 
-def _run_search(program: Any, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> SearchOutcome:
+def _run_search(program: ShapeProgram, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> SearchOutcome:
     import dataclasses
     import math
     import time

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from splat.gaussians import InitSettings, init_gaussians
+from splat.program import ShapeProgram
 from splat.ops import ChamferSettings, chamfer_distance, sample_surface
 from splat.render import RasterSettings, rasterize
 from splat.train.data import TrainData
@@ -28,7 +29,7 @@ class SilhouetteScorer:
     """Silhouette error of a program assignment at a fixed placement, on ``num_views`` train views
     downscaled by ``downscale`` (masks by area averaging, thresholded at 0.5)."""
 
-    def __init__(self, program: Any, placement: torch.Tensor, data: TrainData, *, num_views: int = 6,
+    def __init__(self, program: ShapeProgram, placement: torch.Tensor, data: TrainData, *, num_views: int = 6,
                  downscale: int = 2, num_gaussians: int = 5000, raster: RasterSettings | None = None,
                  seed: int = 0):
         self.program, self.placement = program, placement.to(torch.float32)
@@ -70,7 +71,7 @@ def _alternatives(param: Any) -> list[Any]:
     return list(range(int(param.low), int(param.high) + 1))
 
 
-def refine_structure(program: Any, assignment: dict[str, Any], placement: torch.Tensor, data: TrainData, *,
+def refine_structure(program: ShapeProgram, assignment: dict[str, Any], placement: torch.Tensor, data: TrainData, *,
                      sweeps: int = 2, margin: float = 0.03, raster: RasterSettings | None = None,
                      seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Coordinate descent over the discrete parameters on the silhouette error.
