@@ -107,6 +107,10 @@ class OptimConfig:
     """Learning rate of the program's continuous parameters, in normalised [0,1] units."""
     lr_placement: float = 1e-3
     """Learning rate of the placement (translation in metres, yaw in radians, log-scale)."""
+    lr_exposure: float = 0.0
+    """Learning rate of a per-train-image affine colour correction ``rgb' = A rgb + b`` (3x3 + 3, starting
+    at the identity) applied to the render before the photometric loss, for captures whose auto-exposure
+    and white balance change from frame to frame (0: off, clean renders)."""
     lr_final_ratio: float = 0.01
     """Exponential decay of the Gaussian learning rates: at the last step this fraction of the start."""
     lr_program_final_ratio: float = 0.1
@@ -125,7 +129,7 @@ class OptimConfig:
         if self.steps < 0:
             _fail("steps", f"must be >= 0, got {self.steps}")
         for name in ("lr_means", "lr_scales", "lr_quats", "lr_opacities", "lr_colors", "lr_residuals",
-                     "lr_program", "lr_placement"):
+                     "lr_program", "lr_placement", "lr_exposure"):
             if getattr(self, name) < 0.0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("lr_final_ratio", "lr_program_final_ratio"):
@@ -162,10 +166,27 @@ class LossConfig:
     """Weight of the penalty on world scales above ``max_scale``."""
     max_scale: float = 0.05
     """Largest world scale (standard deviation, metres) a Gaussian may take without penalty."""
+    photometric_region: Literal["full", "mask"] = "full"
+    """Pixels the photometric loss compares: "full" (clean renders over a known background) or "mask"
+    (only the object mask: a capture's background is not the object's to explain; the mask loss still
+    keeps the Gaussians transparent outside it)."""
+    occlusion_margin: float = 0.0
+    """Metres; > 0: pixels whose sensor depth is nearer than the rendered object by more than this (an
+    occluder in front of it) are left out of the photometric, mask and depth losses (0: off)."""
+    depth_max_residual: float = 0.0
+    """Metres; > 0: depth residuals larger than this (sensor outliers, flying pixels at edges) are left
+    out of the depth loss (0: every reading counts)."""
+    chamfer_trim: float = 0.0
+    """Fraction in [0, 0.5) of the scan points farthest from the program left out of the Chamfer loss
+    (clutter or floor left in a capture's scan; 0: none)."""
+    exposure: float = 0.01
+    """Weight of the pull of the per-image colour corrections towards the identity (with
+    ``optim.lr_exposure`` > 0): fixes the gauge between the corrections and the Gaussians' colours."""
 
     def validate(self) -> None:
         """Raise :class:`SplatError` naming the field for an out-of-range value."""
-        for name in ("ssim", "mask", "depth", "chamfer", "surface", "scale"):
+        for name in ("ssim", "mask", "depth", "chamfer", "surface", "scale", "occlusion_margin",
+                     "depth_max_residual", "exposure"):
             if getattr(self, name) < 0.0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         if self.ssim > 1.0:
@@ -176,6 +197,8 @@ class LossConfig:
             _fail("chamfer_scan_points", f"must be >= 16, got {self.chamfer_scan_points}")
         if not self.max_scale > 0.0:
             _fail("max_scale", f"must be > 0, got {self.max_scale}")
+        if not 0.0 <= self.chamfer_trim < 0.5:
+            _fail("chamfer_trim", f"must be in [0, 0.5), got {self.chamfer_trim}")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from splat.train.losses import (
     chamfer_loss,
     depth_loss,
     mask_loss,
+    occluded_pixels,
     photometric_loss,
     scale_loss,
 )
@@ -56,11 +57,14 @@ def gaussian_lrs(cfg: TrainConfig) -> dict[str, float]:
             "residuals": o.lr_residuals}
 
 
-def make_optimizers(cfg: TrainConfig, gaussians: ProceduralGaussians, fit: ProgramFit) -> dict[str, torch.optim.Adam]:
+def make_optimizers(cfg: TrainConfig, gaussians: ProceduralGaussians, fit: ProgramFit,
+                    exposure: torch.nn.Parameter | None = None) -> dict[str, torch.optim.Adam]:
     lrs = gaussian_lrs(cfg)
     opts = {name: torch.optim.Adam([p], lr=lrs[name], eps=1e-15) for name, p in gaussians.params.items()}
     opts["program"] = torch.optim.Adam(fit.program_parameters(), lr=cfg.optim.lr_program)
     opts["placement"] = torch.optim.Adam(fit.placement_parameters(), lr=cfg.optim.lr_placement)
+    if exposure is not None:
+        opts["exposure"] = torch.optim.Adam([exposure], lr=cfg.optim.lr_exposure)
     return opts
 
 
@@ -69,7 +73,19 @@ def base_lr(cfg: TrainConfig, name: str) -> float:
         return cfg.optim.lr_program
     if name == "placement":
         return cfg.optim.lr_placement
+    if name == "exposure":
+        return cfg.optim.lr_exposure
     return gaussian_lrs(cfg)[name]
+
+
+def identity_exposure(num_views: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[V, 3, 4]`` per-view affine colour corrections ``[A | b]`` at the identity."""
+    return torch.eye(3, 4, dtype=dtype).expand(num_views, 3, 4).clone()
+
+
+def apply_exposure(rgb: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    """``rgb [H, W, 3]`` through one view's ``[3, 4]`` correction: ``A rgb + b``."""
+    return rgb @ affine[:, :3].T + affine[:, 3]
 
 
 def set_learning_rates(cfg: TrainConfig, opts: dict[str, torch.optim.Optimizer], step: int) -> None:
@@ -101,7 +117,10 @@ class JointTrainer:
                  generator: torch.Generator):
         self.cfg, self.data, self.fit, self.gaussians, self.generator = cfg, data, fit, gaussians, generator
         self.coarse = downscale_data(data, cfg.optim.downscale)
-        self.opts = make_optimizers(cfg, gaussians, fit)
+        # per-train-view colour corrections (only with optim.lr_exposure > 0: clean renders need none)
+        self.exposure = (torch.nn.Parameter(identity_exposure(data.num_views, data.images.dtype))
+                         if cfg.optim.lr_exposure > 0 else None)
+        self.opts = make_optimizers(cfg, gaussians, fit, self.exposure)
         self.densifier = Densifier(cfg.densify, len(gaussians))
         self.raster = dataclasses.replace(cfg.raster, render_mode="RGB+ED")  # colours + expected depth
         samples = canonical_surface_samples(gaussians.keys, 4096, torch.Generator().manual_seed(cfg.seed))
@@ -122,13 +141,17 @@ class JointTrainer:
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
             "densifier": self.densifier.state(),
             "surface_reg": self.surface_reg.state(),
+            "exposure": None if self.exposure is None else self.exposure.detach().clone(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         g = state["gaussians"]
         self.gaussians.set_params({k: torch.nn.Parameter(v.clone()) for k, v in g["params"].items()}, g["prim"].clone())
         self.fit.load_state(state["fit"])
-        self.opts = make_optimizers(self.cfg, self.gaussians, self.fit)
+        if self.exposure is not None:
+            with torch.no_grad():
+                self.exposure.copy_(state["exposure"])
+        self.opts = make_optimizers(self.cfg, self.gaussians, self.fit, self.exposure)
         for k, o in self.opts.items():
             o.load_state_dict(state["optimizers"][k])
         self.densifier.load_state(state["densifier"])
@@ -163,21 +186,37 @@ class JointTrainer:
         res, world = self.render(data.viewmats[v], data.Ks[v], geo, data)
         res.means2d.retain_grad()
         rgb, ed, alpha = res.colors[0, ..., :3], res.colors[0, ..., 3], res.alphas[0, ..., 0]
+        if self.exposure is not None:
+            rgb = apply_exposure(rgb, self.exposure[v])
         target = data.images[v]
         mask = data.masks[v] if data.masks is not None else None
-        photo, l1 = photometric_loss(rgb, target, cfg.loss.ssim)
+        depth = data.depths[v] if data.depths is not None else None
+        lc = cfg.loss
+        visible = None  # pixels not hidden by an occluder the model does not hold
+        if lc.occlusion_margin > 0 and depth is not None:
+            visible = ~occluded_pixels(ed, alpha, depth, lc.occlusion_margin)
+        keep = visible
+        if lc.photometric_region == "mask" and mask is not None:
+            keep = mask if keep is None else keep & mask
+        photo, l1 = photometric_loss(rgb, target, lc.ssim, keep)
         loss = photo
         zero = photo.new_zeros(())
-        l_mask = mask_loss(alpha, mask) if (mask is not None and cfg.loss.mask > 0) else zero
-        l_depth = depth_loss(ed, data.depths[v], mask) if (data.depths is not None and cfg.loss.depth > 0) else zero
-        loss = loss + cfg.loss.mask * l_mask + cfg.loss.depth * l_depth / self.extent
+        l_mask = mask_loss(alpha, mask, visible) if (mask is not None and lc.mask > 0) else zero
+        l_depth = zero
+        if depth is not None and lc.depth > 0:
+            region = mask if visible is None else (visible if mask is None else mask & visible)
+            l_depth = depth_loss(ed, depth, region, max_residual=lc.depth_max_residual)
+        loss = loss + lc.mask * l_mask + lc.depth * l_depth / self.extent
+        if self.exposure is not None and lc.exposure > 0:
+            ident = identity_exposure(1, self.exposure.dtype)[0]
+            loss = loss + lc.exposure * (self.exposure[v] - ident).square().sum()
         l_cham = zero
         geometry_trains = cfg.optim.lr_program > 0 or cfg.optim.lr_placement > 0
         if cfg.loss.chamfer > 0 and geometry_trains and step >= cfg.optim.program_start and data.scan.shape[0] > 0:
             rm = geo.realize()
             s = sample_surface(rm.verts, rm.faces, cfg.loss.chamfer_samples, self.generator,
                                face_active=rm.face_active)
-            l_cham = chamfer_loss(s.points[0], self.chamfer_scan, self.extent)
+            l_cham = chamfer_loss(s.points[0], self.chamfer_scan, self.extent, trim=lc.chamfer_trim)
             loss = loss + cfg.loss.chamfer * l_cham
         l_surf = zero
         if cfg.loss.surface > 0:

@@ -17,39 +17,70 @@ from splat.metrics import ssim
 from splat.ops import ChamferSettings, chamfer_distance
 
 
-def photometric_loss(render: Tensor, target: Tensor, ssim_weight: float) -> tuple[Tensor, Tensor]:
-    """3DGS photometric loss ``(1 - w) L1 + w (1 - SSIM)`` on ``[H, W, 3]`` images; returns (loss, l1)."""
-    l1 = (render - target).abs().mean()
+def photometric_loss(render: Tensor, target: Tensor, ssim_weight: float,
+                     keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """3DGS photometric loss ``(1 - w) L1 + w (1 - SSIM)`` on ``[H, W, 3]`` images; returns (loss, l1).
+
+    ``keep [H, W]`` bool (None: every pixel) limits the loss to some pixels (the object mask of a
+    capture, minus occluded pixels): elsewhere the target is replaced by the (detached) render, so those
+    pixels cost nothing and give no gradient, while SSIM windows that straddle the border still compare
+    the kept pixels; L1 is the mean over the kept pixels.
+    """
+    if keep is not None:
+        target = torch.where(keep[..., None], target, render.detach())
+        n = keep.sum().clamp_min(1) * render.shape[-1]
+        l1 = (render - target).abs().sum() / n
+    else:
+        l1 = (render - target).abs().mean()
     if ssim_weight <= 0:
         return l1, l1
     d_ssim = 1.0 - ssim(render, target, padding="same")
     return (1.0 - ssim_weight) * l1 + ssim_weight * d_ssim, l1
 
 
-def mask_loss(alpha: Tensor, mask: Tensor) -> Tensor:
-    """L1 between accumulated opacity ``[H, W]`` and the object mask ``[H, W]``."""
-    return (alpha - mask.to(alpha.dtype)).abs().mean()
+def mask_loss(alpha: Tensor, mask: Tensor, valid: Tensor | None = None) -> Tensor:
+    """L1 between accumulated opacity ``[H, W]`` and the object mask ``[H, W]`` (over ``valid`` pixels
+    when given: an occluded pixel says nothing about the object's silhouette)."""
+    err = (alpha - mask.to(alpha.dtype)).abs()
+    if valid is None:
+        return err.mean()
+    return (err * valid).sum() / valid.sum().clamp_min(1)
 
 
-def depth_loss(expected_depth: Tensor, depth: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean |ED - depth| (metres) over pixels with a depth reading (inside the mask when given)."""
+def depth_loss(expected_depth: Tensor, depth: Tensor, mask: Tensor | None, *,
+               max_residual: float = 0.0) -> Tensor:
+    """Mean |ED - depth| (metres) over pixels with a depth reading (inside the mask when given).
+
+    ``max_residual`` > 0 leaves out residuals above it (sensor outliers, flying pixels at depth edges),
+    so a few bad readings cannot pull the surface: the loss is the mean over the inliers."""
     valid = depth > 0
     if mask is not None:
         valid = valid & mask
+    if max_residual > 0:
+        valid = valid & ((expected_depth.detach() - depth).abs() <= max_residual)
     if not bool(valid.any()):
         return expected_depth.sum() * 0.0
     return (expected_depth[valid] - depth[valid]).abs().mean()
 
 
-def chamfer_loss(surface: Tensor, scan: Tensor, extent: float) -> Tensor:
+def occluded_pixels(expected_depth: Tensor, alpha: Tensor, depth: Tensor, margin: float) -> Tensor:
+    """``[H, W]`` bool: pixels where the sensor saw something nearer than the rendered object by more than
+    ``margin`` metres, where the object is rendered (alpha > 0.5): an occluder the model does not hold."""
+    ed, a = expected_depth.detach(), alpha.detach()
+    return (depth > 0) & (a > 0.5) & (depth < ed - margin)
+
+
+def chamfer_loss(surface: Tensor, scan: Tensor, extent: float, *, trim: float = 0.0) -> Tensor:
     """One-sided squared Chamfer from the scan ``[P, 3]`` to program surface samples ``[S, 3]``
     (completeness), divided by ``extent^2`` so it is scale-free.
 
     One-sided on purpose: surfaces no camera saw (the underside of a seat) have no scan points, and
     the program->scan term would pull them onto the visible side, biasing thin parts thinner. Extra
-    program surface is penalised by the photometric and mask losses instead."""
+    program surface is penalised by the photometric and mask losses instead. ``trim`` in [0, 0.5)
+    leaves out that fraction of the scan points farthest from the surface (a trimmed mean: clutter or
+    floor left in a capture's scan cannot drag the program)."""
     res = chamfer_distance(surface[None], scan[None].to(surface.dtype),
-                           settings=ChamferSettings(squared=True, direction="y_to_x"))
+                           settings=ChamferSettings(squared=True, direction="y_to_x", trim=trim))
     return res.loss[0] / (extent**2)
 
 
