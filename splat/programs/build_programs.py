@@ -178,7 +178,7 @@ def table() -> tuple[dict, list]:
 CABINET_PARAMS = [
     P("Width", "float", (0.4, 1.6), 0.8, group="Body"),
     P("Height", "float", (0.5, 2.0), 0.9, group="Body"),
-    P("Depth", "float", (0.3, 0.65), 0.45, group="Body"),
+    P("Depth", "float", (0.3, 0.9), 0.45, group="Body"),  # to 0.9: office pedestals are ~0.8 deep (TUM fr3/cabinet 0.83)
     P("Board Thickness", "float", (0.012, 0.03), 0.018, group="Body"),
     P("Has Back", "bool", None, True, group="Body"),
     P("Has Legs", "bool", None, False, group="Legs"),
@@ -274,14 +274,14 @@ PROGRAMS = {"chair": chair, "table": table, "cabinet": cabinet, "bookshelf": boo
 
 
 def main() -> None:
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(HERE.parents[1]))  # the repository root, when run as a script
     from splat.io import write_json_atomic
 
     for name, build in PROGRAMS.items():
         g, params = build()
         write_json_atomic(HERE / name / "graph.json", g, indent=1)
         write_json_atomic(HERE / name / "params.json", {"format": "splat.params/1", "params": params}, indent=1)
-        print(f"wrote programs/{name}: {sum(len(t['nodes']) for t in g['trees'].values())} nodes")
+        print(f"wrote splat/programs/{name}: {sum(len(t['nodes']) for t in g['trees'].values())} nodes")
 
 
 if __name__ == "__main__":
