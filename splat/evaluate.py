@@ -77,14 +77,17 @@ class ViewScores:
     ssim: float  # whole image (11x11 Gaussian window, "valid")
     psnr_masked: float = math.nan  # dB, over the object-mask pixels
     ssim_masked: float = math.nan  # SSIM map averaged over mask pixels (window centres)
+    depth_err_cm: float = math.nan  # median |rendered - sensor depth| (cm) over mask pixels with a reading
 
     def as_dict(self) -> dict[str, Any]:
         return {"psnr": _num(self.psnr), "ssim": _num(self.ssim),
-                "psnr_masked": _num(self.psnr_masked), "ssim_masked": _num(self.ssim_masked)}
+                "psnr_masked": _num(self.psnr_masked), "ssim_masked": _num(self.ssim_masked),
+                "depth_err_cm": _num(self.depth_err_cm)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ViewScores":
-        return cls(_nan(d["psnr"]), _nan(d["ssim"]), _nan(d.get("psnr_masked")), _nan(d.get("ssim_masked")))
+        return cls(_nan(d["psnr"]), _nan(d["ssim"]), _nan(d.get("psnr_masked")), _nan(d.get("ssim_masked")),
+                   _nan(d.get("depth_err_cm")))
 
 
 @dataclass(frozen=True)
@@ -97,16 +100,19 @@ class ImageScores:
     psnr_masked: float  # mean over the views with a non-empty mask; NaN if none has one
     ssim_masked: float
     per_view: Mapping[str, ViewScores] = field(default_factory=dict)  # camera name -> scores, split order
+    depth_err_cm: float = math.nan  # median over the views with depth and a mask of their medians
 
     def as_dict(self) -> dict[str, Any]:
         return {"num_views": self.num_views, "psnr": _num(self.psnr), "ssim": _num(self.ssim),
                 "psnr_masked": _num(self.psnr_masked), "ssim_masked": _num(self.ssim_masked),
+                "depth_err_cm": _num(self.depth_err_cm),
                 "per_view": {k: v.as_dict() for k, v in self.per_view.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ImageScores":
         return cls(int(d["num_views"]), _nan(d["psnr"]), _nan(d["ssim"]), _nan(d["psnr_masked"]),
-                   _nan(d["ssim_masked"]), {k: ViewScores.from_dict(v) for k, v in d["per_view"].items()})
+                   _nan(d["ssim_masked"]), {k: ViewScores.from_dict(v) for k, v in d["per_view"].items()},
+                   _nan(d.get("depth_err_cm")))
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,7 @@ class EvalReport:
     test: ImageScores
     geometry_vs_gt_mesh: GeometryScores | None  # None: the scene has no gt_mesh
     geometry_vs_scan: GeometryScores | None  # None: no scan.ply and no train depth
+    geometry_vs_test_depth: GeometryScores | None  # the held-out views' depth fused (masked); None: none
     param_errors: ParamScores | None  # None: no gt_params, or not the run's program's
     settings: EvalOptions  # as used (background resolved to the colour rendered over)
     seconds: float  # wall time of the evaluation
@@ -220,6 +227,8 @@ class EvalReport:
             "test": self.test.as_dict(),
             "geometry_vs_gt_mesh": None if self.geometry_vs_gt_mesh is None else self.geometry_vs_gt_mesh.as_dict(),
             "geometry_vs_scan": None if self.geometry_vs_scan is None else self.geometry_vs_scan.as_dict(),
+            "geometry_vs_test_depth": (None if self.geometry_vs_test_depth is None
+                                       else self.geometry_vs_test_depth.as_dict()),
             "param_errors": None if self.param_errors is None else self.param_errors.as_dict(),
             "settings": self.settings.as_dict(),
             "seconds": _num(self.seconds),
@@ -238,7 +247,8 @@ class EvalReport:
 
             return cls(d["run"], str(d["scene"]), str(d["program"]), dict(d["params"]), int(d["num_gaussians"]),
                        ImageScores.from_dict(d["test"]), part("geometry_vs_gt_mesh", GeometryScores),
-                       part("geometry_vs_scan", GeometryScores), part("param_errors", ParamScores),
+                       part("geometry_vs_scan", GeometryScores), part("geometry_vs_test_depth", GeometryScores),
+                       part("param_errors", ParamScores),
                        EvalOptions.from_dict(d["settings"]), _nan(d["seconds"]))
         except (KeyError, TypeError, ValueError) as err:
             raise SplatError(f"malformed evaluation report ({type(err).__name__}: {err})", file=file) from None
@@ -267,6 +277,12 @@ def _image_scores(asset: Any, scene: Any, view_settings: Any, renders_dir: Path 
             m = torch.from_numpy(np.asarray(mask))
             row["psnr_masked"] = float(psnr(pred, target, m))
             row["ssim_masked"] = float(ssim(pred, target, m))
+            depth = scene.depths[i] if scene.depths is not None else None
+            if depth is not None:
+                d = np.asarray(depth)
+                ok = np.asarray(mask) & (d > 0) & np.isfinite(d) & (np.asarray(v.alpha) > 0.5)
+                if ok.any():
+                    row["depth_err_cm"] = float(np.median(np.abs(np.asarray(v.depth)[ok] - d[ok]))) * 100.0
         per[v.name] = ViewScores(**row)
         if "psnr_masked" in row:
             masked.append(per[v.name])
@@ -281,8 +297,10 @@ def _image_scores(asset: Any, scene: Any, view_settings: Any, renders_dir: Path 
         return float(np.mean([getattr(s, key) for s in over])) if over else math.nan
 
     views_ = list(per.values())
+    depth_errs = [s.depth_err_cm for s in views_ if math.isfinite(s.depth_err_cm)]
     return ImageScores(len(per), mean("psnr", views_), mean("ssim", views_), mean("psnr_masked", masked),
-                       mean("ssim_masked", masked), per)
+                       mean("ssim_masked", masked), per,
+                       float(np.median(depth_errs)) if depth_errs else math.nan)
 
 
 def _geometry_scores(gm: Any, source: str, reference_points: int) -> GeometryScores:
@@ -367,6 +385,13 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
     vs_scan = None
     if scan is not None and len(scan):
         vs_scan = _geometry_scores(geometry_metrics(pred, scan, taus=TAUS), src, len(scan))
+    # the held-out views' own points: for a capture, the geometry check no train frame took part in
+    vs_test = None
+    test_idx = list(scene.split["test"])
+    if scene.depths is not None and any(scene.depths[i] is not None for i in test_idx):
+        held = fuse_depth(scene, test_idx, use_masks=True).double().numpy()
+        if len(held):
+            vs_test = _geometry_scores(geometry_metrics(pred, held, taus=TAUS), "test depth fused", len(held))
 
     from splat.export.asset import plain_params
 
@@ -382,6 +407,7 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
         test=test,
         geometry_vs_gt_mesh=vs_mesh,
         geometry_vs_scan=vs_scan,
+        geometry_vs_test_depth=vs_test,
         param_errors=_param_scores(params, scene, space),
         settings=dataclasses.replace(options, background=background),
         seconds=time.perf_counter() - t0,
@@ -461,7 +487,9 @@ def format_table(report: EvalReport) -> str:
             ("test views", str(t.num_views)),
             ("PSNR full / masked (dB)", f"{f(t.psnr, '.2f')} / {f(t.psnr_masked, '.2f')}"),
             ("SSIM full / masked", f"{f(t.ssim, '.4f')} / {f(t.ssim_masked, '.4f')}")]
-    for g, label in ((report.geometry_vs_gt_mesh, "vs GT mesh"), (report.geometry_vs_scan, "vs scan")):
+    rows.append(("depth error in mask, median (cm)", f(t.depth_err_cm, '.2f')))
+    for g, label in ((report.geometry_vs_gt_mesh, "vs GT mesh"), (report.geometry_vs_scan, "vs scan"),
+                     (report.geometry_vs_test_depth, "vs held-out depth")):
         if g is not None:
             rows.append((f"{label}: Chamfer-L1 (mm) / L2 (mm^2)",
                          f"{f(g.chamfer_l1, '.2f', 1e3)} / {f(g.chamfer_l2, '.2f', 1e6)}"))

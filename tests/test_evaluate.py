@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from splat.errors import SplatError
@@ -63,7 +64,12 @@ def test_writes_metrics_with_expected_keys(run_and_scene, tmp_path, capsys):
         assert math.isfinite(test[key]), key
     assert 0 < test["ssim"] <= 1 and test["psnr"] > 5
     for row in test["per_view"].values():
-        assert set(row) == {"psnr", "ssim", "psnr_masked", "ssim_masked"}
+        assert set(row) == {"psnr", "ssim", "psnr_masked", "ssim_masked", "depth_err_cm"}
+        assert 0 <= row["depth_err_cm"] < 5  # cm, a tiny run of an exact synthetic scene
+    assert test["depth_err_cm"] == pytest.approx(float(np.median([r["depth_err_cm"] for r in test["per_view"].values()])))
+    held = m["geometry_vs_test_depth"]  # the held-out views' own points, never seen in training
+    assert held["source"] == "test depth fused" and held["reference_points"] > 100
+    assert 0 <= held["completeness"] < 0.05 and held["fscore@5cm"] > 0.5
     scan = m["geometry_vs_scan"]
     assert scan["source"] == "train depth fused" and scan["reference_points"] > 100
     for key in ("chamfer_l1", "chamfer_l2", "fscore@1cm", "fscore@2cm", "fscore@5cm"):
