@@ -170,6 +170,10 @@ class LossConfig:
     """Pixels the photometric loss compares: "full" (clean renders over a known background) or "mask"
     (only the object mask: a capture's background is not the object's to explain; the mask loss still
     keeps the Gaussians transparent outside it)."""
+    mask_erode: int = 0
+    """Pixels; with photometric_region="mask", the mask is shrunk by this many pixels for the photometric
+    loss: a capture's mask edge (depth registered to colour within a few pixels) mixes object and
+    background, which would tint the object's outer Gaussians (0: the whole mask)."""
     occlusion_margin: float = 0.0
     """Metres; > 0: pixels whose sensor depth is nearer than the rendered object by more than this (an
     occluder in front of it) are left out of the photometric, mask and depth losses (0: off)."""
@@ -197,6 +201,8 @@ class LossConfig:
             _fail("chamfer_scan_points", f"must be >= 16, got {self.chamfer_scan_points}")
         if not self.max_scale > 0.0:
             _fail("max_scale", f"must be > 0, got {self.max_scale}")
+        if not 0 <= self.mask_erode <= 16:
+            _fail("mask_erode", f"must be in [0, 16], got {self.mask_erode}")
         if not 0.0 <= self.chamfer_trim < 0.5:
             _fail("chamfer_trim", f"must be in [0, 0.5), got {self.chamfer_trim}")
 

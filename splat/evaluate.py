@@ -33,7 +33,6 @@ apply (no gt mesh, no scan, no ground-truth parameters) is ``None`` / ``null``; 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import torch
 import tyro
 
 from splat.errors import SplatError
+from splat.io import read_json
 
 FORMAT = "splat.eval/1"
 """The ``format`` of metrics.json / eval_metrics.json."""
@@ -78,16 +78,17 @@ class ViewScores:
     psnr_masked: float = math.nan  # dB, over the object-mask pixels
     ssim_masked: float = math.nan  # SSIM map averaged over mask pixels (window centres)
     depth_err_cm: float = math.nan  # median |rendered - sensor depth| (cm) over mask pixels with a reading
+    psnr_masked_cc: float = math.nan  # dB, over the mask after a least-squares affine colour fit (see below)
 
     def as_dict(self) -> dict[str, Any]:
         return {"psnr": _num(self.psnr), "ssim": _num(self.ssim),
                 "psnr_masked": _num(self.psnr_masked), "ssim_masked": _num(self.ssim_masked),
-                "depth_err_cm": _num(self.depth_err_cm)}
+                "psnr_masked_cc": _num(self.psnr_masked_cc), "depth_err_cm": _num(self.depth_err_cm)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ViewScores":
         return cls(_nan(d["psnr"]), _nan(d["ssim"]), _nan(d.get("psnr_masked")), _nan(d.get("ssim_masked")),
-                   _nan(d.get("depth_err_cm")))
+                   _nan(d.get("depth_err_cm")), _nan(d.get("psnr_masked_cc")))
 
 
 @dataclass(frozen=True)
@@ -101,18 +102,19 @@ class ImageScores:
     ssim_masked: float
     per_view: Mapping[str, ViewScores] = field(default_factory=dict)  # camera name -> scores, split order
     depth_err_cm: float = math.nan  # median over the views with depth and a mask of their medians
+    psnr_masked_cc: float = math.nan  # mean over the masked views of the colour-corrected masked PSNR
 
     def as_dict(self) -> dict[str, Any]:
         return {"num_views": self.num_views, "psnr": _num(self.psnr), "ssim": _num(self.ssim),
                 "psnr_masked": _num(self.psnr_masked), "ssim_masked": _num(self.ssim_masked),
-                "depth_err_cm": _num(self.depth_err_cm),
+                "psnr_masked_cc": _num(self.psnr_masked_cc), "depth_err_cm": _num(self.depth_err_cm),
                 "per_view": {k: v.as_dict() for k, v in self.per_view.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ImageScores":
         return cls(int(d["num_views"]), _nan(d["psnr"]), _nan(d["ssim"]), _nan(d["psnr_masked"]),
                    _nan(d["ssim_masked"]), {k: ViewScores.from_dict(v) for k, v in d["per_view"].items()},
-                   _nan(d.get("depth_err_cm")))
+                   _nan(d.get("depth_err_cm")), _nan(d.get("psnr_masked_cc")))
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,7 @@ def _image_scores(asset: Any, scene: Any, view_settings: Any, renders_dir: Path 
             m = torch.from_numpy(np.asarray(mask))
             row["psnr_masked"] = float(psnr(pred, target, m))
             row["ssim_masked"] = float(ssim(pred, target, m))
+            row["psnr_masked_cc"] = float(psnr(colour_corrected(pred, target, m), target, m))
             depth = scene.depths[i] if scene.depths is not None else None
             if depth is not None:
                 d = np.asarray(depth)
@@ -300,7 +303,27 @@ def _image_scores(asset: Any, scene: Any, view_settings: Any, renders_dir: Path 
     depth_errs = [s.depth_err_cm for s in views_ if math.isfinite(s.depth_err_cm)]
     return ImageScores(len(per), mean("psnr", views_), mean("ssim", views_), mean("psnr_masked", masked),
                        mean("ssim_masked", masked), per,
-                       float(np.median(depth_errs)) if depth_errs else math.nan)
+                       float(np.median(depth_errs)) if depth_errs else math.nan, mean("psnr_masked_cc", masked))
+
+
+def colour_corrected(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``pred [H, W, 3]`` through the affine colour map ``A rgb + b`` (3x4) that best fits ``target`` on
+    ``mask`` in least squares, clipped to [0, 1].
+
+    A capture's held-out photo has its own auto-exposure and white balance, which no model trained on
+    other frames can know; this is the colour-corrected PSNR of Mip-NeRF 360 / Zip-NeRF evaluations,
+    restricted to the object: 12 numbers per view, which cannot paint detail or geometry."""
+    m = mask.reshape(-1)
+    x = pred.reshape(-1, 3)[m].double()
+    y = target.reshape(-1, 3)[m].double()
+    ok = torch.isfinite(x).all(1) & torch.isfinite(y).all(1)  # (a poisoned or broken photo: no fit)
+    x, y = x[ok], y[ok]
+    if x.shape[0] < 12:
+        return pred
+    X = torch.cat([x, torch.ones_like(x[:, :1])], 1)  # [n, 4]
+    coef = torch.linalg.lstsq(X, y).solution  # [4, 3]
+    full = torch.cat([pred.reshape(-1, 3).double(), torch.ones_like(pred.reshape(-1, 3)[:, :1]).double()], 1)
+    return (full @ coef).clamp(0, 1).reshape(pred.shape).to(pred.dtype)
 
 
 def _geometry_scores(gm: Any, source: str, reference_points: int) -> GeometryScores:
@@ -347,8 +370,6 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
     Raises:
         SplatError: the program has no active surface at the fitted parameters.
     """
-    import trimesh
-
     from splat.data import fuse_depth, read_ply_points, scene_background
     from splat.metrics import geometry_metrics, sample_mesh
     from splat.render.frames import ViewSettings
@@ -371,7 +392,7 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
     vs_mesh = None
     gt_mesh = scene.extra_path("gt_mesh")
     if gt_mesh is not None and gt_mesh.is_file():
-        mesh = trimesh.load(gt_mesh, force="mesh", process=False)
+        mesh = _load_gt_mesh(gt_mesh)
         ref = sample_mesh((np.asarray(mesh.vertices), np.asarray(mesh.faces)), n,
                           torch.Generator().manual_seed(options.seed))
         vs_mesh = _geometry_scores(geometry_metrics(pred, ref, taus=TAUS), _source_name(gt_mesh, scene.root),
@@ -444,10 +465,30 @@ def _run_config(root: Path | None) -> dict[str, Any]:
     if root is None or not (Path(root) / "config.json").is_file():
         return {}
     try:
-        data = json.loads((Path(root) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = read_json(Path(root) / "config.json")
+    except SplatError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _load_gt_mesh(path: Path):
+    """The scene's ground-truth mesh (trimesh), a damaged file being a SplatError naming it."""
+    import trimesh
+
+    from splat.io import check_ply_header
+
+    if path.suffix.lower() == ".ply":
+        check_ply_header(path)  # a header claiming more than the file holds is refused before parsing
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+        verts, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces)
+    except Exception as err:  # trimesh raises many types for damaged files
+        raise SplatError(f"cannot read the ground-truth mesh ({type(err).__name__}: {err})", file=path) from None
+    if verts.ndim != 2 or verts.shape[1:] != (3,) or faces.ndim != 2 or faces.shape[1:] != (3,) or not len(faces):
+        raise SplatError("the ground-truth mesh has no triangles", file=path)
+    if not np.isfinite(verts).all() or faces.min() < 0 or faces.max() >= len(verts):
+        raise SplatError("the ground-truth mesh has non-finite vertices or out-of-range faces", file=path)
+    return mesh
 
 
 def run_options(settings: EvalSettings, run_root: Path | None) -> EvalOptions:
@@ -486,7 +527,8 @@ def format_table(report: EvalReport) -> str:
     rows = [("program / scene", f"{report.program} / {Path(report.scene).name}"),
             ("test views", str(t.num_views)),
             ("PSNR full / masked (dB)", f"{f(t.psnr, '.2f')} / {f(t.psnr_masked, '.2f')}"),
-            ("SSIM full / masked", f"{f(t.ssim, '.4f')} / {f(t.ssim_masked, '.4f')}")]
+            ("SSIM full / masked", f"{f(t.ssim, '.4f')} / {f(t.ssim_masked, '.4f')}"),
+            ("PSNR masked, colour-corrected (dB)", f(t.psnr_masked_cc, '.2f'))]
     rows.append(("depth error in mask, median (cm)", f(t.depth_err_cm, '.2f')))
     for g, label in ((report.geometry_vs_gt_mesh, "vs GT mesh"), (report.geometry_vs_scan, "vs scan"),
                      (report.geometry_vs_test_depth, "vs held-out depth")):

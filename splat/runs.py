@@ -18,6 +18,7 @@ and the step). A checkpoint is written to a temporary name beside the target and
 from __future__ import annotations
 
 import datetime
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,10 +100,16 @@ LATEST = "latest.pt"
 
 
 def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically as ``<folder>/latest.pt`` and return the path."""
+    """Write ``state`` atomically as ``<folder>/latest.pt`` and return the path.
+
+    Serialised in memory first, so a full disk is a plain OS error (a :class:`SplatError` from
+    :func:`splat.io.atomic_path`) and the previous checkpoint stays in place.
+    """
     path = Path(folder) / LATEST
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 

@@ -9,6 +9,7 @@ Budget: ~20 s on 4 cores (about twenty interpreter starts, most importing torch,
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -77,8 +78,13 @@ BAD_INPUTS = {
     "search": (["--program", "chair", "--points", "missing.ply", "--out", "best.json"], "missing.ply"),
     "data": (["missing_dir"], "missing_dir"),
     "make-scene": (["--program", "chair", "--all"], "--program"),
+    "import": (["tum", "missing_capture", "--out", "scene"], "missing_capture"),
+    # a bad scene inside a batch is an error row (the batch goes on); a missing scene list is a user error
+    "batch": (["--list", "missing_list.txt", "--out", "runs"], "missing_list.txt"),
     # Without bpy the same command fails earlier, on the missing `blender` extra: still one line, exit 2.
     "blender": (["import", "missing.blend", "--out", "x"], "missing.blend" if HAS_BPY else "blender"),
+    # Without viser (the `viewer` extra) it fails on that first: still one line, exit 2.
+    "view": (["/nonexistent/run"], "/nonexistent/run" if importlib.util.find_spec("viser") else "viewer"),
 }
 """Command -> (arguments that must fail as a user error, text the error line must contain).
 ``build`` has no user input to get wrong (its failure is a missing compiler)."""

@@ -64,7 +64,8 @@ def test_writes_metrics_with_expected_keys(run_and_scene, tmp_path, capsys):
         assert math.isfinite(test[key]), key
     assert 0 < test["ssim"] <= 1 and test["psnr"] > 5
     for row in test["per_view"].values():
-        assert set(row) == {"psnr", "ssim", "psnr_masked", "ssim_masked", "depth_err_cm"}
+        assert set(row) == {"psnr", "ssim", "psnr_masked", "ssim_masked", "psnr_masked_cc", "depth_err_cm"}
+        assert row["psnr_masked_cc"] >= row["psnr_masked"] - 0.05  # the best affine fit can only help (up to clipping)
         assert 0 <= row["depth_err_cm"] < 5  # cm, a tiny run of an exact synthetic scene
     assert test["depth_err_cm"] == pytest.approx(float(np.median([r["depth_err_cm"] for r in test["per_view"].values()])))
     held = m["geometry_vs_test_depth"]  # the held-out views' own points, never seen in training

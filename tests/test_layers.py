@@ -22,12 +22,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("splat", "splat.errors", "splat.maths", "splat._cpp")),
     ("io", ("splat.io", "splat.cli")),
     ("core", ("splat.ops", "splat.params", "splat.data", "splat.geonodes", "splat.runs")),
-    ("models", ("splat.render", "splat.metrics", "splat.program")),
+    ("models", ("splat.render", "splat.metrics", "splat.program", "splat.capture")),
     ("fitting", ("splat.gaussians", "splat.search", "splat.programs")),
     ("assets", ("splat.export", "splat.config")),
     ("presets", ("splat.presets",)),
     ("workspace", ("splat.workspace",)),
-    ("stages", ("splat.blender", "splat.evaluate", "splat.train")),
+    ("stages", ("splat.blender", "splat.evaluate", "splat.train", "splat.viewer")),
+    ("batch", ("splat.batch",)),
     ("commands", ("splat.commands", "splat.__main__")),
 )
 

@@ -167,3 +167,16 @@ def test_capture_losses_train_and_resume_with_corrections(exposure_scene, tmp_pa
     a = load_checkpoint(full.run_dir.checkpoints)["joint"]["exposure"]
     b = load_checkpoint(resumed.run_dir.checkpoints)["joint"]["exposure"]
     torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_erode_mask_shrinks_by_pixels_and_treats_the_border_as_outside():
+    from splat.train.losses import erode_mask
+
+    m = torch.zeros(10, 10, dtype=torch.bool)
+    m[2:8, 3:10] = True  # touches the right border
+    e = erode_mask(m, 1)
+    expected = torch.zeros(10, 10, dtype=torch.bool)
+    expected[3:7, 4:9] = True
+    assert torch.equal(e, expected)
+    assert torch.equal(erode_mask(m, 0), m)
+    assert not erode_mask(m, 3).any()

@@ -200,7 +200,8 @@ def open_blend(path: str | os.PathLike):
     new_session()
     try:
         with quiet_stdout():
-            bpy.ops.wm.open_mainfile(filepath=str(path.resolve()), load_ui=False)
+            # use_scripts=False: the file's scripts never run, whatever the user's preferences say
+            bpy.ops.wm.open_mainfile(filepath=str(path.resolve()), load_ui=False, use_scripts=False)
     except RuntimeError as err:
         raise SplatError(f"cannot open as a .blend file ({str(err).strip().splitlines()[-1]})", file=path) from None
     return bpy
@@ -264,8 +265,9 @@ def import_blend(path: str | os.PathLike, *, object_name: str | None = None) -> 
         object_name: which object, when several carry one.
 
     Raises:
-        SplatError: missing or unreadable file, no (or ambiguous) modifier, an unsupported node type
-            (naming the tree and node), an interface socket type we cannot express, a muted node whose
+        SplatError: missing or unreadable file, no (or ambiguous) modifier, a node group linked from a
+            missing library, unsupported node types (all of them at once, each with its tree and node:
+            :func:`check_node_types`), an interface socket type we cannot express, a muted node whose
             bypass we cannot express, an invalid link, or anything ``splat.geonodes.load_graph``
             rejects (an operation or input value our evaluator does not support), naming the field.
 
@@ -295,9 +297,52 @@ def reachable_trees(main) -> list:
 
 
 def graph_from_tree(main, *, file: str | os.PathLike | None = None) -> dict:
-    """Our graph JSON for the bpy node tree ``main`` and every tree it reaches (no file I/O)."""
-    trees = {tree.name: _tree_json(tree, file) for tree in reachable_trees(main)}
+    """Our graph JSON for the bpy node tree ``main`` and every tree it reaches (no file I/O).
+
+    Raises SplatError naming the reached node groups linked from a missing library, or listing every
+    unsupported node of every reached tree at once (see :func:`check_node_types`).
+    """
+    reached = reachable_trees(main)
+    missing = [t for t in reached if getattr(t, "is_missing", False)]  # placeholders of absent linked data
+    if missing:
+        raise SplatError(
+            "linked from a library file that is missing: "
+            + ", ".join(f"node group {t.name!r} ({t.library.filepath if t.library else 'unknown library'})"
+                        for t in missing),
+            file=file, field=f"trees.{missing[0].name}")
+    check_node_types(reached, file)
+    trees = {tree.name: _tree_json(tree, file) for tree in reached}
     return {"format": GRAPH_FORMAT, "main": main.name, "trees": trees}
+
+
+def check_node_types(trees, file: str | os.PathLike | None = None) -> None:
+    """Raise one SplatError naming every node of ``trees`` whose type we cannot express.
+
+    Each is given as ``Type (trees.<tree>.nodes.<node>)``; frames (dropped) and reroutes (collapsed)
+    are counted in the message as ignored, not errors. With a single unsupported node the error's
+    field is that node (``trees.<tree>.nodes.<node>``), with several it is ``trees``.
+    """
+    bad: list[tuple[str, str, str]] = []  # (type, tree, node)
+    ignored: dict[str, int] = {}
+    for tree in trees:
+        for node in tree.nodes:
+            t = node.bl_idname
+            if t in IGNORED_NODES or t in PASS_THROUGH_NODES:
+                ignored[t] = ignored.get(t, 0) + 1
+            elif t not in NODE_PROPERTIES:
+                bad.append((t, tree.name, node.name))
+    if not bad:
+        return
+    note = ""
+    if ignored:
+        counts = ", ".join(f"{n} {t}" for t, n in sorted(ignored.items()))
+        note = f" (ignored, not errors: {counts}; frames are dropped and reroutes collapsed)"
+    if len(bad) == 1:
+        t, tree_name, node_name = bad[0]
+        raise SplatError(f"unsupported node type {t}{note}", file=file, field=f"trees.{tree_name}.nodes.{node_name}")
+    listing = "; ".join(f"{t} (trees.{tree_name}.nodes.{node_name})" for t, tree_name, node_name in bad)
+    raise SplatError(f"{len(bad)} unsupported nodes ({len({b[0] for b in bad})} types; supported: "
+                     f"docs/graph_format.md): {listing}{note}", file=file, field="trees")
 
 
 def _interface_json(tree, file) -> dict:
@@ -341,15 +386,6 @@ def _node_properties(node, tree, file) -> dict:
 
 
 def _tree_json(tree, file) -> dict:
-    field = f"trees.{tree.name}"
-    for node in tree.nodes:
-        t = node.bl_idname
-        if t in IGNORED_NODES or t in PASS_THROUGH_NODES:
-            continue
-        if t not in NODE_PROPERTIES:
-            raise SplatError(
-                f"unsupported node type {t}", file=file, field=f"{field}.nodes.{node.name}"
-            )
     links = _resolved_links(tree, file)
     linked_inputs = {(l.to_socket.node.name, l.to_socket.as_pointer()) for l in links}
 

@@ -184,15 +184,19 @@ def place_on_ground(mesh: ObjectMesh) -> tuple[ObjectMesh, np.ndarray]:
 
 
 def _bpy():
+    from splat.blender import require_bpy
+
     try:
-        import bpy
-    except ImportError:
+        return require_bpy()  # the session owner: arms the shutdown guard
+    except SplatError:
         raise SplatError("the scene maker needs Blender as a Python module: pip install 'splat[blender]'",
                          field="bpy") from None
-    return bpy
 
 
 def _reset(bpy) -> None:
+    from splat.blender import new_session
+
+    new_session()
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
 

@@ -30,9 +30,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("splat.commands.evaluate", "held-out PSNR/SSIM, geometry and parameter errors of a run"),
     "search": ("splat.commands.search", "structure search of a shape program against a scan"),
     "data": ("splat.commands.data", "check and summarise a scene folder; fuse its depth maps"),
+    "import": ("splat.commands.import_", "import an RGB-D capture (tum, scannet, nerfstudio) as a scene: floor, object, masks"),
     "make-scene": ("splat.commands.make_scene", "render a ground-truth scene with Blender Cycles (blender extra)"),
     "blender": ("splat.commands.blender", "import a .blend program / export a program to .blend (blender extra)"),
+    "batch": ("splat.commands.batch", "train many scenes at once: local process pool or Ray (cluster extra)"),
     "build": ("splat.commands.build", "build the C++ kernels now instead of on first use"),
+    "view": ("splat.commands.view", "edit a run in the browser: a control per parameter, live Gaussians (viewer extra)"),
 }
 """Subcommand -> (module with ``main(argv)``, one-line help)."""
 

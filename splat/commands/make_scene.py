@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import dataclass, replace
@@ -59,14 +58,13 @@ def parse_params(text: str | None) -> dict | None:
     """``--params``: a JSON object, or the path of a JSON file holding one."""
     if text is None:
         return None
+    from splat.io import parse_json, read_json
+
     src = Path(text)
-    try:
-        if not text.lstrip().startswith("{") and src.is_file():
-            value = json.loads(src.read_text())
-        else:
-            value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SplatError(f"not valid JSON: {err}", field="--params") from None
+    if not text.lstrip().startswith("{") and src.is_file():
+        value = read_json(src)
+    else:
+        value = parse_json(text, field="--params")
     if not isinstance(value, dict):
         raise SplatError("must be a JSON object {name: value}", field="--params")
     return value

@@ -127,8 +127,8 @@ def read_mask(path: Path, height: int, width: int, *, json_file=None, field: str
     return m
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write [H, W, 3] float in [0, 1] (or uint8) as an 8-bit PNG, atomically."""
+def write_image(path: str | os.PathLike, image: np.ndarray, *, jpeg_quality: int = 95) -> None:
+    """Write [H, W, 3] float in [0, 1] (or uint8) as an 8-bit PNG (or JPEG for a .jpg path), atomically."""
     a = np.asarray(image)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"image must be [H, W, 3], got {a.shape}")
@@ -137,7 +137,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
             raise ValueError("image has NaN or infinite values")
         a = np.clip(np.round(np.asarray(a, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, a)
+        if tmp.suffix.lower() in (".jpg", ".jpeg"):
+            iio.imwrite(tmp, a, quality=int(jpeg_quality))
+        else:
+            iio.imwrite(tmp, a)
 
 
 def write_depth(path: str | os.PathLike, depth: np.ndarray, scale: float = 1e-3) -> None:

@@ -13,7 +13,7 @@ import torch
 from plyfile import PlyData, PlyElement
 
 from splat.errors import SplatError
-from splat.io import atomic_path
+from splat.io import atomic_path, ply_scalar_property, read_ply
 
 
 def read_ply_points(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -26,10 +26,7 @@ def read_ply_points(path: str | os.PathLike, *, device: torch.device | str = "cp
     path = Path(path)
     if not path.is_file():
         raise SplatError("PLY file does not exist", file=path)
-    try:
-        ply = PlyData.read(str(path))
-    except Exception as err:  # plyfile raises several types for corrupt files
-        raise SplatError(f"cannot read PLY: {err}", file=path) from None
+    ply = read_ply(path)  # header checked against the file's size; plyfile's errors as SplatError
     if "vertex" not in [e.name for e in ply.elements]:
         raise SplatError("PLY has no 'vertex' element", file=path, field="vertex")
     v = ply["vertex"].data
@@ -37,7 +34,7 @@ def read_ply_points(path: str | os.PathLike, *, device: torch.device | str = "cp
     missing = [c for c in "xyz" if c not in names]
     if missing:
         raise SplatError(f"PLY vertices lack properties {missing}", file=path, field="vertex")
-    pts = np.stack([np.asarray(v[c], dtype=np.float64) for c in "xyz"], axis=1)
+    pts = np.stack([ply_scalar_property(ply, "vertex", c, path).astype(np.float64) for c in "xyz"], axis=1)
     if not np.all(np.isfinite(pts)):
         raise SplatError("PLY has NaN or infinite vertex coordinates", file=path, field="vertex")
     return torch.as_tensor(pts, dtype=torch.float32, device=device)

@@ -3,7 +3,7 @@
 Layout written::
 
     root/transforms.json          (written last: a scene is complete once it exists)
-    root/images/<name>.png        8-bit sRGB
+    root/images/<name>.png|.jpg   8-bit sRGB
     root/depth/<name>.png|.npy    16-bit PNG in units of depth_unit_scale_factor, or float32 metres
     root/masks/<name>.png         8-bit, 255 = object
 
@@ -65,6 +65,8 @@ def write_scene(
     extras: Mapping[str, Any] | None = None,
     depth_format: str = "png",
     depth_unit_scale_factor: float = DEFAULT_DEPTH_SCALE,
+    image_format: str = "png",
+    jpeg_quality: int = 95,
 ) -> Path:
     """Write a scene folder; returns the path of its transforms.json.
 
@@ -83,6 +85,8 @@ def write_scene(
         depth_format: ``"png"`` (16-bit, ``round(depth / depth_unit_scale_factor)``) or ``"npy"``
             (float32 metres).
         depth_unit_scale_factor: metres per PNG depth unit (default 1e-3: millimetres).
+        image_format: ``"png"`` (lossless) or ``"jpg"`` (for photographs: a fraction of the size).
+        jpeg_quality: JPEG quality (1-100) when ``image_format="jpg"``.
 
     Convention: cameras are written as ``transform_matrix`` = camera->world in OpenGL axes; intrinsics
     are global when every camera shares them, else per frame (docs/conventions.md).
@@ -97,6 +101,8 @@ def write_scene(
     masks = _per_frame(masks, n, "masks")
     if depth_format not in ("png", "npy"):
         raise ValueError(f"depth_format must be 'png' or 'npy', got {depth_format!r}")
+    if image_format not in ("png", "jpg"):
+        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     names = [c.name for c in cameras]
     for name in names:
         if not _SAFE_NAME.match(name):
@@ -121,9 +127,9 @@ def write_scene(
         image = np.asarray(image)
         if image.shape != (cam.height, cam.width, 3):
             raise ValueError(f"image of {cam.name} has shape {image.shape}, camera is {cam.height}x{cam.width}")
-        frame: dict[str, Any] = {"file_path": f"images/{cam.name}.png",
+        frame: dict[str, Any] = {"file_path": f"images/{cam.name}.{image_format}",
                                  "transform_matrix": cam.c2w_opengl.tolist()}
-        write_image(root / frame["file_path"], image)
+        write_image(root / frame["file_path"], image, jpeg_quality=jpeg_quality)
         if depth is not None:
             if np.shape(depth) != (cam.height, cam.width):
                 raise ValueError(f"depth of {cam.name} has shape {np.shape(depth)}, camera is "

@@ -18,7 +18,6 @@ geometry; Blender's object-local space) to the world of the scene (+Z up, metres
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -362,7 +361,7 @@ def load_asset(path: str | os.PathLike, *, device: torch.device | str = "cpu") -
     cfg = root / "config.json"
     if cfg.is_file():
         try:
-            scene = json.loads(cfg.read_text(encoding="utf-8")).get("scene")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            scene = read_json(cfg).get("scene")
+        except (SplatError, AttributeError):
             scene = None
     return EditableAsset(program, params, gaussians, placement, root=root, scene=scene)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
-from splat.io import atomic_path
+from splat.io import atomic_path, read_ply
 from splat.maths import covariances_from_scales_quats, covariances_to_scales_quats, rgb_to_sh_dc
 
 class SplatCloud(NamedTuple):
@@ -131,15 +131,10 @@ def read_splats_ply(path: str | os.PathLike, *, device: torch.device | str = "cp
     PLY, a missing ``vertex`` element or property, an ``f_rest`` count that is not ``3 * ((d+1)^2 - 1)``,
     or non-finite values. Quaternions are normalised; zero quaternions are an error.
     """
-    from plyfile import PlyData
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SplatError("file not found", file=path)
-    try:
-        ply = PlyData.read(path)
-    except Exception as err:  # plyfile raises several types for malformed headers/bodies
-        raise SplatError(f"not a readable PLY file ({err})", file=path) from None
+    ply = read_ply(path)  # header checked against the file's size; plyfile's errors as SplatError
     if "vertex" not in [e.name for e in ply.elements]:
         raise SplatError("no 'vertex' element", file=path, field="vertex")
     v = ply["vertex"].data
@@ -149,6 +144,9 @@ def read_splats_ply(path: str | os.PathLike, *, device: torch.device | str = "cp
     for nm in required:
         if nm not in names:
             raise SplatError("missing property (not a 3DGS splat file?)", file=path, field=f"vertex.{nm}")
+    for nm in sorted(names):
+        if (nm in required or nm.startswith("f_rest_")) and v[nm].dtype == object:
+            raise SplatError("is a list property, expected a number per vertex", file=path, field=f"vertex.{nm}")
     num_rest = len([nm for nm in names if nm.startswith("f_rest_")])
     if num_rest % 3 or math.isqrt(num_rest // 3 + 1) ** 2 != num_rest // 3 + 1:
         raise SplatError(f"{num_rest} f_rest properties; expected 3 * ((degree + 1)^2 - 1) (0, 9, 24, 45)",
@@ -168,7 +166,7 @@ def read_splats_ply(path: str | os.PathLike, *, device: torch.device | str = "cp
     scales = np.stack([col(f"scale_{i}") for i in range(3)], -1)
     quats = np.stack([col(f"rot_{i}") for i in range(4)], -1)
     for field, a in (("x/y/z", means), ("f_dc/f_rest", sh), ("opacity", opac), ("scale", scales), ("rot", quats)):
-        bad = ~np.isfinite(a.reshape(n, -1)).all(-1)
+        bad = ~np.isfinite(a.reshape(n, -1)).all(-1) if n else np.zeros(0, dtype=bool)  # 0 Gaussians: empty cloud
         if bad.any():
             raise SplatError(f"{int(bad.sum())} non-finite value(s), first at vertex {int(bad.argmax())}",
                              file=path, field=f"vertex.{field}")

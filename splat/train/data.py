@@ -67,7 +67,10 @@ def train_data(scene: Scene, *, max_scan_points: int, generator: torch.Generator
         raise SplatError(f"the fused depth scan has only {scan.shape[0]} points", file=scene.root, field="depth")
     from splat.search.genome import estimate_floor
 
-    floor = float(estimate_floor(scan))  # from every point: a subsample keeps few of the lowest
+    if isinstance(scene.extras.get("capture"), dict):
+        floor = 0.0  # an imported capture is expressed in floor coordinates (splat.capture: floor at z = 0)
+    else:
+        floor = float(estimate_floor(scan))  # from every point: a subsample keeps few of the lowest
     if scan_voxel:
         scan = torch.from_numpy(voxel_downsample(scan.double().numpy(), scan_voxel)).to(torch.float32)
     if scan.shape[0] > max_scan_points:

@@ -27,6 +27,7 @@ from splat.train.losses import (
     SurfaceRegulariser,
     chamfer_loss,
     depth_loss,
+    erode_mask,
     mask_loss,
     occluded_pixels,
     photometric_loss,
@@ -197,7 +198,8 @@ class JointTrainer:
             visible = ~occluded_pixels(ed, alpha, depth, lc.occlusion_margin)
         keep = visible
         if lc.photometric_region == "mask" and mask is not None:
-            keep = mask if keep is None else keep & mask
+            inner = erode_mask(mask, lc.mask_erode)
+            keep = inner if keep is None else keep & inner
         photo, l1 = photometric_loss(rgb, target, lc.ssim, keep)
         loss = photo
         zero = photo.new_zeros(())

@@ -63,6 +63,16 @@ def depth_loss(expected_depth: Tensor, depth: Tensor, mask: Tensor | None, *,
     return (expected_depth[valid] - depth[valid]).abs().mean()
 
 
+def erode_mask(mask: Tensor, pixels: int) -> Tensor:
+    """``mask [H, W]`` bool shrunk by ``pixels`` (a square structuring element; beyond the image border
+    counts as outside)."""
+    if pixels <= 0:
+        return mask
+    outside = torch.nn.functional.pad((~mask).to(torch.float32)[None, None], (pixels,) * 4, value=1.0)
+    grown = torch.nn.functional.max_pool2d(outside, 2 * pixels + 1, stride=1)
+    return grown[0, 0] == 0
+
+
 def occluded_pixels(expected_depth: Tensor, alpha: Tensor, depth: Tensor, margin: float) -> Tensor:
     """``[H, W]`` bool: pixels where the sensor saw something nearer than the rendered object by more than
     ``margin`` metres, where the object is rendered (alpha > 0.5): an occluder the model does not hold."""
