@@ -260,7 +260,8 @@ def test_splat_view_serves_the_page_and_prints_its_url(run_dir):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            assert proc.wait(timeout=20) == 0  # Ctrl-C stops it cleanly
+            proc.communicate(timeout=90)  # drains its output while it stops (slow on a busy machine)
+            assert proc.returncode == 0  # Ctrl-C stops it cleanly
         finally:
             if proc.poll() is None:
                 proc.kill()
