@@ -78,9 +78,28 @@ def test_cabinet_shelves_and_drawers_are_instances():
     geo = prog.evaluate([{"Interior": 0, "Shelf Count": 4}, {"Interior": 1, "Drawer Count": 5}])
     count = lambda node, b: sum(int(p.active[b]) for p in geo.parts if p.key.node == node)  # noqa: E731
     assert count("Shelf", 0) == 4 and count("Drawer Front", 0) == 0
-    assert count("Drawer Front", 1) == 5 and count("Drawer Handle", 1) == 5 and count("Shelf", 1) == 0
+    # Drawer Count - 1 equal drawers (copies of one primitive) and the top drawer
+    assert count("Drawer Front", 1) == 4 and count("Drawer Handle", 1) == 4 and count("Shelf", 1) == 0
+    assert count("Top Drawer Front", 1) == 1 and count("Top Drawer Handle", 1) == 1
     keys = {p.key for p in geo.parts if p.key.node == "Shelf"}
     assert len(keys) == 1  # all shelves are copies of one canonical primitive
+
+
+@pytest.mark.parametrize("count,ratio", [(1, 0.5), (4, 0.45), (4, 1.0), (6, 0.3)])
+def test_cabinet_top_drawer_ratio(count, ratio):
+    """The top drawer front is Top Drawer Ratio times as tall as the others; all fill the opening."""
+    p = {"Interior": 1, "Drawer Count": count, "Top Drawer Ratio": ratio, "Height": 0.7,
+         "Board Thickness": 0.02, "Has Legs": False}
+    geo = load_program("cabinet").evaluate(p, dtype=F64)
+    fronts = [p.key.node for p in geo.parts if bool(p.active[0])]
+    mesh = geo.realize()
+    v = mesh.verts[0][mesh.vert_active[0]]
+    opening = 0.7 - 2 * 0.02
+    step = opening / (count - 1 + ratio)
+    zs = torch.unique(torch.round(v[:, 2] * 1e6)) / 1e6
+    top_lo, top_hi = 0.02 + opening - step * ratio + 0.003, 0.02 + opening - 0.003
+    assert any(abs(z - top_lo) < 1e-6 for z in zs.tolist()) and any(abs(z - top_hi) < 1e-6 for z in zs.tolist())
+    assert fronts.count("Drawer Front") == count - 1 and fronts.count("Top Drawer Front") == 1
 
 
 def test_chair_uses_a_nested_group():

@@ -188,6 +188,8 @@ CABINET_PARAMS = [
     P("Shelf Count", "int", (1, 6), 2, requires=[["Interior", 0]], group="Interior"),
     P("Has Doors", "bool", None, False, requires=[["Interior", 0]], group="Interior"),
     P("Drawer Count", "int", (1, 6), 3, requires=[["Interior", 1]], group="Interior"),
+    # office pedestals have a shallow top drawer (a pen tray) over equal ones (TUM fr3/cabinet: ~0.45)
+    P("Top Drawer Ratio", "float", (0.3, 1.0), 1.0, requires=[["Interior", 1]], group="Interior"),
 ]
 
 
@@ -212,12 +214,21 @@ def cabinet() -> tuple[dict, list]:
     doors = t.instance(t.line(2, t.vec(-(w / 4.0), -(d / 2.0 + 0.009), z0 + hb / 2.0), t.vec(w / 2.0, 0.0, 0.0),
                               name="Door Points"), t.cube(t.vec(w / 2.0 - 0.004, 0.018, hb - 0.004), name="Door"))
     open_part = t.join(shelves, t.switch("GEOMETRY", p["Has Doors"], None, doors))
+    # Drawer Count - 1 equal drawers, then a top drawer Top Drawer Ratio times their height
     m = p["Drawer Count"]
-    dstep = hi / m
+    r = p["Top Drawer Ratio"]
+    dstep = hi / (m - 1.0 + r)
+    yf = -(d / 2.0 - 0.01)
     front = t.cube(t.vec(wi - 0.006, 0.02, dstep - 0.006), name="Drawer Front")
     handle = t.transform(t.cube(t.vec(0.12, 0.025, 0.02), name="Drawer Handle"), translation=t.vec(0.0, -0.0225, 0.0))
-    drawers = t.instance(t.line(m, t.vec(0.0, -(d / 2.0 - 0.01), z0 + th + dstep / 2.0), t.vec(0.0, 0.0, dstep),
+    drawers = t.instance(t.line(m - 1.0, t.vec(0.0, yf, z0 + th + dstep / 2.0), t.vec(0.0, 0.0, dstep),
                                 name="Drawer Points"), t.join(front, handle))
+    top_front = t.cube(t.vec(wi - 0.006, 0.02, dstep * r - 0.006), name="Top Drawer Front")
+    top_handle = t.transform(t.cube(t.vec(0.12, 0.025, 0.02), name="Top Drawer Handle"),
+                             translation=t.vec(0.0, -0.0225, 0.0))
+    top_drawer = t.transform(t.join(top_front, top_handle),
+                             translation=t.vec(0.0, yf, z0 + th + hi - dstep * r / 2.0))
+    drawers = t.join(drawers, top_drawer)
     interior = t.switch("GEOMETRY", t.eq(p["Interior"], 1), open_part, drawers)
     lh, ls = p["Leg Height"], p["Leg Size"]
     leg = t.transform(t.cube(t.vec(ls, ls, lh), name="Cabinet Leg"), translation=t.vec(0.0, 0.0, lh / 2.0))
