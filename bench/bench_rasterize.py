@@ -1,12 +1,23 @@
-"""Benchmark: C++ CPU rasterizer vs the pure-PyTorch twin (forward, backward, fwd+bwd, memory).
+"""Benchmark: C++ CPU rasterizer vs the pure-PyTorch twin (forward, backward, fwd+bwd, memory), and the
+forward's Gaussian-pixel pairs per second against the machine's measured ceiling.
 
     python bench/bench_rasterize.py [--sizes 5000 20000 100000] [--repeats 5] [--twin-max 100000]
+                                    [--isa native avx2] [--roof PATH] [--omp-active]
 
 Scene: a chair (seat, back, four legs, as boxes) whose faces are covered with flat Gaussians (area-
 weighted, flat along the face normal, like the program-bound Gaussians of training), seen at 256x256
 from a training-like camera. Each configuration runs in its own subprocess so that peak memory
 (ru_maxrss over the baseline after the inputs are built) belongs to one backend and one size. Timings
 are medians of several runs; other engineers share the 2 cores, so expect noise (run it twice).
+
+Ceiling: ``roof.c`` (default ``../shared/tools/roof.c`` beside the repository) is compiled with gcc
+(-O3 -march=native -ffast-math -fopenmp, plus -mno-avx512f for the avx2 build) and run on as many
+OpenMP threads as torch uses, before and after the timings (the better of the two counts): dense fused
+Gaussian-pixel evaluation in L1, pairs per second. Without gcc or the file the ceiling lines say so and
+are skipped. Pairs of a forward = tile-Gaussian pairs (16x16 tile boxes) x 256, as in issue #16.
+
+``--isa avx2`` builds the C++ kernel a second time with -mno-avx512f (its own cache folder) so that an
+AVX-512 machine also shows what an AVX2-only one gets; the default runs both when the CPU has AVX-512.
 """
 
 from __future__ import annotations
@@ -14,15 +25,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 WIDTH = HEIGHT = 256
+ROOF_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "tools" / "roof.c"
+GOALS = {"ceiling": 0.40, "fwdbwd_ms": 40.0, "twin_ratio": 30.0}  # issue #16, 20k Gaussians, 2 threads
 
 # (centre xyz, size xyz) of the chair's parts, metres, +Z up.
 CHAIR = [
@@ -109,8 +127,53 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def run_one(backend: str, n: int, repeats: int) -> dict:
+def cpu_has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return any(line.startswith("flags") and " avx512f" in line for line in fh)
+    except OSError:
+        return False
+
+
+def use_isa(isa: str) -> None:
+    """Make this process build and load the kernel for ``isa`` ("native": -march=native as shipped;
+    "avx2": the same plus -mno-avx512f, under its own extension name so both builds stay cached)."""
+    if isa == "native":
+        return
+    import splat._cpp as cpp
+    from splat.render.cpu import _function
+
+    cpp.CFLAGS = [*cpp.CFLAGS, "-mno-avx512f"]
+    _function._KERNEL = (f"{_function._KERNEL[0]}_{isa}", *_function._KERNEL[1:])
+
+
+def measure_roof(source: Path, isa: str, threads: int, env: dict) -> tuple[float | None, str]:
+    """Pairs per second of roof.c built for ``isa`` on ``threads`` OpenMP threads, or (None, why not)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None, "gcc not found"
+    if not source.is_file():
+        return None, f"{source} not found"
+    flags = ["-O3", "-march=native", "-ffast-math", "-fopenmp"] + (["-mno-avx512f"] if isa == "avx2" else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "roof")
+        cc = subprocess.run([gcc, *flags, str(source), "-o", exe, "-lm"], capture_output=True, text=True)
+        if cc.returncode != 0:
+            return None, "gcc failed: " + (cc.stderr.strip().splitlines() or ["?"])[-1]
+        try:
+            out = subprocess.run([exe], capture_output=True, text=True, env=dict(env, OMP_NUM_THREADS=str(threads)),
+                                 timeout=600)
+        except subprocess.TimeoutExpired:
+            return None, "roof timed out"
+    m = re.search(r"->\s*([0-9.eE+-]+)\s*pairs/s", out.stdout)
+    if out.returncode != 0 or m is None:
+        return None, f"unexpected roof output: {out.stdout.strip()[:80]!r}"
+    return float(m.group(1)), " ".join(flags)
+
+
+def run_one(backend: str, n: int, repeats: int, isa: str = "native") -> dict:
     """Time forward / backward of one backend on the chair scene; called in a fresh subprocess."""
+    use_isa(isa)
     from splat.render import RasterSettings, rasterize
     from splat.maths import quat_scale_components
     from splat.render._projection import project
@@ -151,6 +214,24 @@ def run_one(backend: str, n: int, repeats: int) -> dict:
         fwd.append(t1 - t0)
         bwd.append(t2 - t1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kernel_fwd = float("nan")
+    if backend == "cpu":  # the C++ forward alone (binning + compositing) on the projected Gaussians
+        from splat.render.cpu import load_kernel
+
+        with torch.no_grad():
+            cov = quat_scale_components(leaves["quats"], leaves["scales"])
+            pr = project(leaves["means"], cov, leaves["opacities"], vm, k, WIDTH, HEIGHT, near_plane=0.01,
+                         far_plane=1e10, eps2d=0.3, antialiased=False)
+            args = (pr.means2d[0].contiguous(), pr.conics[0].contiguous(), leaves["colors"].detach().contiguous(),
+                    pr.opacities[0].contiguous(), pr.radii[0].to(torch.int32).contiguous(),
+                    pr.depths[0].contiguous(), None, WIDTH, HEIGHT)
+        ext = load_kernel()
+        kern = []
+        for _ in range(max(repeats, 5)):
+            t0 = time.perf_counter()
+            ext.forward(*args)
+            kern.append(time.perf_counter() - t0)
+        kernel_fwd = min(kern)
     # Single-threaded process CPU time of fwd+bwd: the work itself, robust to other load (with 2
     # threads, CPU time also counts OpenMP spin-waits when the other thread is descheduled).
     threads = torch.get_num_threads()
@@ -182,8 +263,12 @@ def run_one(backend: str, n: int, repeats: int) -> dict:
         "fwdbwd": min(a + b for a, b in zip(fwd, bwd)), "fwdbwd_med": statistics.median([a + b for a, b in zip(fwd, bwd)]),
         "cpu": statistics.median(cpu_fb), "one": statistics.median(one), "proj": statistics.median(proj_t),
         "peak_mb": max(peak - baseline, 0.0), "baseline_mb": baseline, "io_mb": io_bytes / 2**20, "n_isects": n_isects,
-        "threads": threads,
+        "threads": threads, "kernel_fwd": kernel_fwd, "isa": isa,
     }
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -191,50 +276,104 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 100000])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--twin-max", type=int, default=100000, help="skip the (slow) twin above this size")
-    ap.add_argument("--_child", nargs=3, metavar=("BACKEND", "N", "REPEATS"), help=argparse.SUPPRESS)
+    ap.add_argument("--isa", nargs="+", choices=["native", "avx2"], default=None,
+                    help="kernel builds to time (default: native, and avx2 too when the CPU has AVX-512)")
+    ap.add_argument("--roof", type=Path, default=ROOF_SOURCE, help="ceiling program (roof.c) to build and run")
+    ap.add_argument("--omp-active", action="store_true",
+                    help="time with OMP_WAIT_POLICY=ACTIVE (libgomp's spin-waiting default; splat sets PASSIVE)")
+    ap.add_argument("--_child", nargs=4, metavar=("BACKEND", "N", "REPEATS", "ISA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
-        print(json.dumps(run_one(args._child[0], int(args._child[1]), int(args._child[2]))))
+        backend, n, reps, isa = args._child
+        print(json.dumps(run_one(backend, int(n), int(reps), isa)))
         return
     from splat.render.cpu import kernel_available
 
     if not kernel_available():
         sys.exit("the C++ extension could not be built; nothing to compare")
-    print(f"rasterize at {WIDTH}x{HEIGHT}, chair of flat Gaussians, 1 camera, torch threads "
-          f"{torch.get_num_threads()}; medians of {args.repeats}; shared machine: timings are noisy")
-    head = (f"{'N':>7} {'backend':>7} {'fwd ms':>8} {'bwd ms':>8} {'f+b ms':>8} {'f+b med':>8} {'cpu ms':>8} "
-            f"{'1-thr ms':>8} {'proj 1t':>8} {'Geval/s':>8} {'peak MB':>8} {'io MB':>6} {'peak/io':>7}")
+    isas = args.isa or (["native", "avx2"] if cpu_has_avx512() else ["native"])
+    threads = torch.get_num_threads()
+    env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE" if args.omp_active else os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    print(f"rasterize at {WIDTH}x{HEIGHT}, chair of flat Gaussians, 1 camera, torch threads {threads}"
+          f", OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}; best/medians of {args.repeats}; "
+          f"AVX-512 on this CPU: {'yes' if cpu_has_avx512() else 'no'}; shared machine: timings are noisy")
+    print(f"load average at start (1/5/15 min): {_load()}")
+    roofs: dict[str, list[float]] = {isa: [] for isa in isas}
+    roof_note: dict[str, str] = {}
+
+    def roof_round() -> None:
+        for isa in isas:
+            rate, note = measure_roof(args.roof, isa, threads, env)
+            roof_note[isa] = note
+            if rate is not None:
+                roofs[isa].append(rate)
+
+    roof_round()
+    configs = [("cpu", isa) for isa in isas] + [("torch", "native")]
     rows = {}
     for n in args.sizes:
-        for backend in ("cpu", "torch"):
+        for backend, isa in configs:
             if backend == "torch" and n > args.twin_max:
                 continue
             reps = args.repeats if backend == "cpu" else max(1, min(args.repeats, 2))
-            out = subprocess.run([sys.executable, __file__, "--_child", backend, str(n), str(reps)],
-                                 capture_output=True, text=True, check=True)
-            rows[(n, backend)] = json.loads(out.stdout.strip().splitlines()[-1])
+            out = subprocess.run([sys.executable, __file__, "--_child", backend, str(n), str(reps), isa],
+                                 capture_output=True, text=True, check=True, env=env)
+            rows[(n, backend, isa)] = json.loads(out.stdout.strip().splitlines()[-1])
+    roof_round()
+    head = (f"{'N':>7} {'backend':>8} {'fwd ms':>8} {'bwd ms':>8} {'f+b ms':>8} {'f+b med':>8} {'cpu ms':>8} "
+            f"{'1-thr ms':>8} {'proj 1t':>8} {'kfwd ms':>8} {'fwd Gp/s':>8} {'kfwd Gp/s':>9} {'peak MB':>8} "
+            f"{'io MB':>6} {'peak/io':>7}")
     print(head)
     for n in args.sizes:
-        for backend in ("cpu", "torch"):
-            r = rows.get((n, backend))
+        for backend, isa in configs:
+            r = rows.get((n, backend, isa))
             if r is None:
                 continue
-            evals = r["n_isects"] * 256 * 2  # Gaussian-pixel evaluations, forward + backward (dense tiles)
-            print(f"{n:>7} {backend:>7} {r['fwd'] * 1e3:8.1f} {r['bwd'] * 1e3:8.1f} {r['fwdbwd'] * 1e3:8.1f} "
+            pairs = r["n_isects"] * 256  # Gaussian-pixel pairs of one forward (16x16 tile boxes)
+            label = backend if isa == "native" else f"{backend}-{isa}"
+            print(f"{n:>7} {label:>8} {r['fwd'] * 1e3:8.1f} {r['bwd'] * 1e3:8.1f} {r['fwdbwd'] * 1e3:8.1f} "
                   f"{r['fwdbwd_med'] * 1e3:8.1f} {r['cpu'] * 1e3:8.1f} {r['one'] * 1e3:8.1f} {r['proj'] * 1e3:8.1f} "
-                  f"{evals / r['fwdbwd'] / 1e9:8.2f} {r['peak_mb']:8.1f} {r['io_mb']:6.1f} {r['peak_mb'] / r['io_mb']:7.1f}")
-        c, t = rows.get((n, "cpu")), rows.get((n, "torch"))
-        if c and t:
-            print(f"{n:>7} {'ratio':>7} {t['fwd'] / c['fwd']:7.1f}x {t['bwd'] / c['bwd']:7.1f}x "
-                  f"{t['fwdbwd'] / c['fwdbwd']:7.1f}x {t['fwdbwd_med'] / c['fwdbwd_med']:7.1f}x "
-                  f"{t['cpu'] / c['cpu']:7.1f}x {t['one'] / c['one']:7.1f}x   (twin / cpu, same run; tile-Gaussian pairs {c['n_isects']})")
+                  f"{r['kernel_fwd'] * 1e3:8.2f} {pairs / r['fwd'] / 1e9:8.3f} {pairs / r['kernel_fwd'] / 1e9:9.3f} "
+                  f"{r['peak_mb']:8.1f} {r['io_mb']:6.1f} {r['peak_mb'] / r['io_mb']:7.1f}")
+        t = rows.get((n, "torch", "native"))
+        for isa in isas:
+            c = rows.get((n, "cpu", isa))
+            if c and t:
+                print(f"{n:>7} {'ratio':>8} {t['fwd'] / c['fwd']:7.1f}x {t['bwd'] / c['bwd']:7.1f}x "
+                      f"{t['fwdbwd'] / c['fwdbwd']:7.1f}x {t['fwdbwd_med'] / c['fwdbwd_med']:7.1f}x "
+                      f"{t['cpu'] / c['cpu']:7.1f}x {t['one'] / c['one']:7.1f}x   (twin / cpu{'' if isa == 'native' else '-' + isa}, "
+                      f"same run; tile-Gaussian pairs {c['n_isects']})")
+    print(f"load average at end (1/5/15 min): {_load()}")
+    for isa in isas:
+        if not roofs[isa]:
+            print(f"ceiling ({isa}): skipped: {roof_note[isa]}")
+            continue
+        roof = max(roofs[isa])
+        print(f"ceiling ({isa}): {roof / 1e9:.3f} G pairs/s ({args.roof.name}: {roof_note[isa]}, {threads} threads; "
+              f"runs {', '.join(f'{x / 1e9:.3f}' for x in roofs[isa])})")
+        for n in args.sizes:
+            c = rows.get((n, "cpu", isa))
+            if c is None:
+                continue
+            pairs = c["n_isects"] * 256
+            print(f"  N {n:>6}: forward {pairs / c['fwd'] / 1e9:.3f} G pairs/s = {pairs / c['fwd'] / roof:.2f} of the "
+                  f"ceiling (whole rasterize forward: projection + kernel); kernel forward alone "
+                  f"{pairs / c['kernel_fwd'] / 1e9:.3f} G pairs/s = {pairs / c['kernel_fwd'] / roof:.2f}")
+    c, t = rows.get((20000, "cpu", isas[0])), rows.get((20000, "torch", "native"))
+    if c and roofs[isas[0]]:
+        ratio = c["n_isects"] * 256 / c["fwd"] / max(roofs[isas[0]])
+        twin = f"{t['fwdbwd'] / c['fwdbwd']:.1f}x" if t else "n/a"
+        print(f"issue #16 goals at 20k ({isas[0]}): forward {ratio:.2f} of ceiling (goal >= {GOALS['ceiling']:.2f}); "
+              f"f+b {c['fwdbwd'] * 1e3:.1f} ms best, {c['fwdbwd_med'] * 1e3:.1f} ms median (goal <= "
+              f"{GOALS['fwdbwd_ms']:.0f} ms); twin/cpu f+b {twin} (goal >= {GOALS['twin_ratio']:.0f}x)")
     print("fwd/bwd/f+b: best of the repeats (wall); f+b med: median wall; cpu: median process CPU time of "
           "f+b summed over threads (includes torch's OpenMP spin-waits under load).\n1-thr: median CPU time of f+b with "
           "torch.set_num_threads(1), the least load-sensitive figure (~wall on one idle core).\n"
-          "proj 1t: single-threaded CPU time of the PyTorch projection alone (fwd+bwd), part "
-          "of 1-thr. Geval/s: tile-Gaussian "
-          "pairs x 256 pixels x 2 (fwd+bwd) / best f+b. peak: ru_maxrss above the baseline (inputs built, "
-          "extension loaded); io: inputs + outputs + their gradients.")
+          "proj 1t: single-threaded CPU time of the PyTorch projection alone (fwd+bwd), part of 1-thr. "
+          "kfwd: best wall time of the C++ forward alone (binning + compositing, torch threads).\n"
+          "fwd Gp/s, kfwd Gp/s: Gaussian-pixel pairs (tile-Gaussian pairs x 256) per second of the whole forward / "
+          "the kernel forward. peak: ru_maxrss above the baseline (inputs built, extension loaded); io: inputs + "
+          "outputs + their gradients.")
 
 
 if __name__ == "__main__":

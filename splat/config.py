@@ -47,6 +47,7 @@ from splat.gaussians.init import InitSettings
 from splat.io import read_json
 from splat.render.functional import RasterSettings
 from splat.search.ga import SearchSettings
+from splat.search.choose import ChoiceSettings
 
 
 def _fail(field_name: str, message: str) -> None:
@@ -63,6 +64,18 @@ class StructureConfig:
     silhouette_check: bool = True
     """After the search, re-check the discrete parameters against the train masks (silhouette +
     Chamfer; see splat.train.structure)."""
+    edge_check: bool = False
+    """Then let the photos choose among the fits the depth scan cannot tell apart (the winner turned by
+    quarter turns, each with one discrete change; parameters the scan does not see): the one whose
+    part edges fall on image edges wins (splat.train.edges). For captures, whose depth noise hides
+    drawer fronts and handles."""
+    edge_tolerance: float = 0.05
+    """With edge_check: alternatives within this fraction of the best scan score compete."""
+
+    def validate(self) -> None:
+        """Raise :class:`SplatError` naming the field for an out-of-range value."""
+        if not 0.0 <= self.edge_tolerance <= 1.0:
+            _fail("edge_tolerance", f"must be in [0, 1], got {self.edge_tolerance}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,11 @@ class OptimConfig:
     """Learning rate of a per-train-image affine colour correction ``rgb' = A rgb + b`` (3x3 + 3, starting
     at the identity) applied to the render before the photometric loss, for captures whose auto-exposure
     and white balance change from frame to frame (0: off, clean renders)."""
+    lr_pose: float = 0.0
+    """Learning rate of a per-train-image pose correction (rotation vector in radians + translation in
+    metres, applied on the camera side: ``viewmat' = exp(delta) viewmat``), for captures whose SLAM poses
+    are off by centimetres (0: off). The program and its placement hold the scene where the scan is, so
+    the corrections cannot move it as a whole."""
     lr_final_ratio: float = 0.01
     """Exponential decay of the Gaussian learning rates: at the last step this fraction of the start."""
     lr_program_final_ratio: float = 0.1
@@ -129,7 +147,7 @@ class OptimConfig:
         if self.steps < 0:
             _fail("steps", f"must be >= 0, got {self.steps}")
         for name in ("lr_means", "lr_scales", "lr_quats", "lr_opacities", "lr_colors", "lr_residuals",
-                     "lr_program", "lr_placement", "lr_exposure"):
+                     "lr_program", "lr_placement", "lr_exposure", "lr_pose"):
             if getattr(self, name) < 0.0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("lr_final_ratio", "lr_program_final_ratio"):
@@ -186,11 +204,15 @@ class LossConfig:
     exposure: float = 0.01
     """Weight of the pull of the per-image colour corrections towards the identity (with
     ``optim.lr_exposure`` > 0): fixes the gauge between the corrections and the Gaussians' colours."""
+    pose: float = 1.0
+    """Weight of the pull of the per-image pose corrections towards zero (with ``optim.lr_pose`` > 0;
+    squared rotation in radians plus squared translation in metres): directions the photo barely
+    constrains (roll about a centred object, motion along the view) stay put instead of wandering."""
 
     def validate(self) -> None:
         """Raise :class:`SplatError` naming the field for an out-of-range value."""
         for name in ("ssim", "mask", "depth", "chamfer", "surface", "scale", "occlusion_margin",
-                     "depth_max_residual", "exposure"):
+                     "depth_max_residual", "exposure", "pose"):
             if getattr(self, name) < 0.0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         if self.ssim > 1.0:
@@ -251,7 +273,11 @@ class TrainConfig:
     scene: str = "chair"
     """A registered scene name (see splat.presets) or a path to a scene folder."""
     program: str = ""
-    """Shape program: a name in programs/ or a path to a graph JSON. Empty: the one the scene names."""
+    """Shape program: a name in programs/, a path to a graph JSON, or "auto" (search every library program
+    on the scan and keep the best: splat.search.choose). Empty: the one the scene names, else "auto"."""
+    category: str = ""
+    """With --program auto: choose only among the library programs of this category (seating, table,
+    storage, bed; ``splat programs`` lists them). Empty: all."""
     output_dir: Path = Path("outputs")
     """Runs are written to <output_dir>/<scene>/<run>/."""
     run: str = ""
@@ -272,6 +298,9 @@ class TrainConfig:
     """The fused depth scan the search and the Chamfer loss fit."""
     # AvoidSubcommands: the Optional nested ``final_chamfer`` stays a plain default instead of a tyro
     # subcommand (it is set in presets or config.json, not on the command line).
+    choice: ChoiceSettings = field(default_factory=ChoiceSettings)
+    """Stage (a) with --program auto: the first round every library program gets and the finalists that
+    get the full search (splat.search.choose.ChoiceSettings)."""
     search: Annotated[SearchSettings, tyro.conf.AvoidSubcommands] = field(default_factory=SearchSettings)
     """Stage (a): the genetic structure search (splat.search.SearchSettings; seed and progress come from
     --seed and --log.progress, placement.floor from the scan when None)."""

@@ -161,6 +161,21 @@ def covariances_from_scales_quats(scales: Tensor, quats: Tensor) -> Tensor:
     return torch.stack([xx, xy, xz, xy, yy, yz, xz, yz, zz], -1).reshape(quats.shape[:-1] + (3, 3))
 
 
+def rotvec_to_rotmat(rotvec: Tensor) -> Tensor:  # [..., 3] -> [..., 3, 3]
+    """Rotation matrices of rotation vectors (axis * angle, radians; Rodrigues), differentiable at 0."""
+    theta2 = (rotvec * rotvec).sum(-1, keepdim=True)[..., None]  # [..., 1, 1]
+    theta = theta2.clamp_min(1e-24).sqrt()
+    small = theta2 < 1e-8
+    # sin(t)/t and (1 - cos t)/t^2 with their Taylor series near 0
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta2.clamp_min(1e-24))
+    x, y, z = rotvec.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*rotvec.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device).expand_as(k)
+    return eye + a * k + b * (k @ k)
+
+
 def euler_xyz_matrix(rot: Tensor) -> Tensor:  # [B, 3] -> [B, 3, 3]
     """Blender's Euler XYZ rotation: R = Rz @ Ry @ Rx (radians, column vectors)."""
     cx, cy, cz = torch.cos(rot).unbind(-1)

@@ -68,12 +68,21 @@ def scene_dir(scene: str | os.PathLike, *, field: str = "scene") -> Path:
                      file=p, field=field)
 
 
+def wants_program_choice(scene: "Scene", program: str = "") -> bool:
+    """Whether a run on ``scene`` chooses its program from the library (``--program auto``, or no
+    ``--program`` and a scene that names none): :func:`splat.search.choose.choose_program`."""
+    return program == "auto" or (not program and not scene.program)
+
+
 def program_for(scene: "Scene", program: str = "") -> "ShapeProgram":
     """The shape program of a run on ``scene``: ``program`` (library name or path) when given, else the
     one the scene's transforms.json names (a file beside it, else a library program)."""
     from splat.program import load_program
 
     name = program or scene.program
+    if name == "auto":
+        raise SplatError("'auto' is chosen by the structure search (splat train / splat search), not a program",
+                         file=scene.root / "transforms.json", field="program")
     if not name:
         raise SplatError("the scene names no shape program; pass --program NAME_OR_PATH",
                          file=scene.root / "transforms.json", field="program")

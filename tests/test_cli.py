@@ -84,6 +84,7 @@ BAD_INPUTS = {
     # Without bpy the same command fails earlier, on the missing `blender` extra: still one line, exit 2.
     "blender": (["import", "missing.blend", "--out", "x"], "missing.blend" if HAS_BPY else "blender"),
     # Without viser (the `viewer` extra) it fails on that first: still one line, exit 2.
+    "programs": (["sample", "no_such_program", "--out", "variants"], "no_such_program"),
     "view": (["/nonexistent/run"], "/nonexistent/run" if importlib.util.find_spec("viser") else "viewer"),
 }
 """Command -> (arguments that must fail as a user error, text the error line must contain).

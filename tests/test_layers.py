@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("splat", "splat.errors", "splat.maths", "splat._cpp")),
     ("io", ("splat.io", "splat.cli")),
     ("core", ("splat.ops", "splat.params", "splat.data", "splat.geonodes", "splat.runs")),
-    ("models", ("splat.render", "splat.metrics", "splat.program", "splat.capture")),
+    ("models", ("splat.render", "splat.metrics", "splat.program", "splat.capture", "splat.library", "splat.preview")),
     ("fitting", ("splat.gaussians", "splat.search", "splat.programs")),
     ("assets", ("splat.export", "splat.config")),
     ("presets", ("splat.presets",)),

@@ -4,6 +4,7 @@ per-image colour corrections (auto-exposure / white balance that change from fra
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -91,13 +92,16 @@ def exposure_scene(tmp_path_factory) -> Path:
     return root
 
 
-def _train_views_psnr(trainer) -> np.ndarray:
-    from splat.train.joint import apply_exposure
+def _train_views_psnr(trainer, poses: bool = True) -> np.ndarray:
+    from splat.train.joint import apply_exposure, corrected_viewmat
 
     out = []
     with torch.no_grad():
         for v in range(trainer.data.num_views):
-            res, _ = trainer.render(trainer.data.viewmats[v], trainer.data.Ks[v])
+            viewmat = trainer.data.viewmats[v]
+            if poses and trainer.pose is not None:
+                viewmat = corrected_viewmat(viewmat, trainer.pose[v])
+            res, _ = trainer.render(viewmat, trainer.data.Ks[v])
             rgb = res.colors[0, ..., :3]
             if trainer.exposure is not None:
                 rgb = apply_exposure(rgb, trainer.exposure[v])
@@ -112,7 +116,8 @@ def _fit(scene: Path, out: Path, **loss_optim) -> object:
 
     base = presets.smoke(TrainConfig(scene=str(scene), output_dir=out, run="r", threads=1))
     optim = dataclasses.replace(base.optim, steps=150, program_start=0, lr_program=0.0, lr_placement=0.0,
-                                lr_exposure=loss_optim.pop("lr_exposure", 0.0))
+                                lr_exposure=loss_optim.pop("lr_exposure", 0.0),
+                                lr_pose=loss_optim.pop("lr_pose", 0.0))
     cfg = dataclasses.replace(base, optim=optim, loss=dataclasses.replace(base.loss, **loss_optim),
                               densify=dataclasses.replace(base.densify, enabled=False))
     seen = []
@@ -134,6 +139,79 @@ def test_per_image_colour_correction_absorbs_exposure_changes(exposure_scene, tm
     train_gains = torch.tensor([GAINS[i] for i in (0, 2, 3, 4, 6, 7)])
     assert int(white.argmin()) == int(train_gains.argmin())
     assert float(np.corrcoef(white.numpy(), train_gains.numpy())[0, 1]) > 0.8
+
+
+PERTURBED = {1: (0.0, 3.0, 0.0), 3: (2.5, 0.0, 1.5)}  # train view index -> camera-side rotation, degrees
+
+
+@pytest.fixture(scope="module")
+def pose_noise_scene(tmp_path_factory) -> Path:
+    """The stool scene with two train views' written poses rotated by ~3 degrees (SLAM pose errors)."""
+    import json
+
+    from splat.maths import rotvec_to_rotmat
+
+    root = tmp_path_factory.mktemp("pose_noise_scene")
+    make_stool_scene(root, n_train=6, n_test=2, size=32, num_gaussians=1500)
+    meta = json.loads((root / "transforms.json").read_text())
+    train = sorted(meta["split"]["train"]) if isinstance(meta.get("split"), dict) else None
+    frames = meta["frames"]
+    names = [f["file_path"].split("/")[-1].rsplit(".", 1)[0] for f in frames]
+    train_names = [n for n in names if train is None or n in train]
+    for i, deg in PERTURBED.items():
+        f = frames[names.index(train_names[i])]
+        c2w = torch.tensor(f["transform_matrix"], dtype=torch.float64)
+        rot = rotvec_to_rotmat(torch.tensor(deg, dtype=torch.float64) * (np.pi / 180))
+        c2w[:3, :3] = c2w[:3, :3] @ rot
+        f["transform_matrix"] = c2w.tolist()
+    (root / "transforms.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.mark.slow
+def test_pose_refinement_corrects_the_views_whose_poses_are_off(pose_noise_scene, tmp_path):
+    plain = _fit(pose_noise_scene, tmp_path / "plain")
+    refined = _fit(pose_noise_scene, tmp_path / "refined", lr_pose=2e-3)
+    assert plain.pose is None
+    p0, p1 = _train_views_psnr(plain, poses=False), _train_views_psnr(refined)
+    bad = list(PERTURBED)
+    good = [i for i in range(len(p0)) if i not in PERTURBED]
+    # every view gains (the Gaussians no longer average two wrong views in), the wrong ones the most
+    gain = p1 - p0
+    assert gain[bad].min() > gain[good].max() + 2.0, (p0, p1)
+    # the corrections undo the errors: R_cv = diag(1, -1, -1) R_gl diag(1, -1, -1) (OpenGL -> OpenCV
+    # camera axes), and the stored pose c2w R means the render needs R on the camera side
+    rot = refined.pose.detach()[:, :3].double() * 180 / np.pi
+    for i, deg in PERTURBED.items():
+        want = torch.tensor(deg, dtype=torch.float64) * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
+        cos = float(rot[i] @ want / (rot[i].norm() * want.norm()))
+        assert cos > 0.8, (i, rot[i], want)
+        assert float(rot[i].norm()) > float(rot[good].norm(dim=1).mean()), rot
+    import json
+
+    (summary,) = (tmp_path / "refined").rglob("corrections.json")
+    doc = json.loads(summary.read_text())
+    assert doc["pose"]["max_rotation_deg"] == pytest.approx(float(rot.norm(dim=1).max()), rel=1e-4)
+    assert len(doc["frames"]) == 6 and all("translation_cm" in f for f in doc["frames"].values())
+
+
+def test_rotvec_to_rotmat_is_a_rotation_with_the_right_axis_and_angle():
+    from splat.maths import rotvec_to_rotmat
+
+    gen = torch.Generator().manual_seed(0)
+    axis = torch.nn.functional.normalize(torch.randn(64, 3, generator=gen, dtype=torch.float64), dim=1)
+    w = axis * torch.logspace(-9, math.log10(3.0), 64, dtype=torch.float64)[:, None]  # angles up to 3 rad < pi
+    R = rotvec_to_rotmat(w)
+    torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3),
+                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(R), torch.ones(64, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close((R @ w[..., None])[..., 0], w, atol=1e-12, rtol=0)  # the axis is fixed
+    angle = torch.arccos(((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1))
+    big = w.norm(dim=1) > 1e-3
+    torch.testing.assert_close(angle[big], w.norm(dim=1)[big], atol=1e-7, rtol=0)
+    z = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(rotvec_to_rotmat, (z,)) and torch.autograd.gradcheck(
+        rotvec_to_rotmat, (torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64, requires_grad=True),))
 
 
 def test_capture_losses_train_and_resume_with_corrections(exposure_scene, tmp_path):

@@ -8,6 +8,7 @@ Usage::
 
 Mesh files: glTF and OBJ are read as Y-up, PLY as Z-up; units are metres.
     splat make-scene --all                                    # re-make the shipped scenes (splat/scenes)
+    splat make-scene --program chair --capture --out DIR      # a capture-like RGB-D capture (scene_capture)
 
 Each view is rendered once; the RGB (with alpha, ``film_transparent``) comes from the render result and
 the z-depth from the same render's Z pass, written by a compositor File Output node as a float32 EXR
@@ -219,7 +220,7 @@ def part_frame(verts: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _add_object_mesh(bpy, mesh: ObjectMesh, materials: list[PartMaterial]) -> None:
+def add_object_mesh(bpy, mesh: ObjectMesh, materials: list[PartMaterial]) -> None:
     """One Blender object per part (in its :func:`part_frame`), one material per distinct finish."""
     import mathutils
 
@@ -304,7 +305,7 @@ def _world_triangles(bpy) -> ObjectMesh:
     return ObjectMesh(np.concatenate(verts), np.concatenate(faces), np.concatenate(face_part), keys)
 
 
-def _setup_world_and_lights(bpy, settings: RenderSettings, rng: np.random.Generator) -> dict:
+def setup_world_and_lights(bpy, settings: RenderSettings, rng: np.random.Generator) -> dict:
     """Uniform sky (ambient) + one sun at a seeded azimuth; returns the lighting record."""
     scene = bpy.context.scene
     world = bpy.data.worlds.new("world")
@@ -328,7 +329,7 @@ def _setup_world_and_lights(bpy, settings: RenderSettings, rng: np.random.Genera
             "sun_angle_deg": 8.0}
 
 
-def _setup_render(bpy, cams: CameraSettings, settings: RenderSettings, seed: int, depth_dir: Path) -> bool:
+def setup_render(bpy, cams: CameraSettings, settings: RenderSettings, seed: int, depth_dir: Path) -> bool:
     """Cycles CPU settings + compositor writing the Z pass to EXR; returns whether OIDN is used."""
     import _cycles  # Blender's Cycles module, present whenever bpy has Cycles
 
@@ -375,7 +376,7 @@ def _setup_render(bpy, cams: CameraSettings, settings: RenderSettings, seed: int
     return denoise
 
 
-def _set_camera(bpy, camera: Camera, cams: CameraSettings):
+def set_camera(bpy, camera: Camera, cams: CameraSettings):
     scene = bpy.context.scene
     if scene.camera is None:
         data = bpy.data.cameras.new("camera")
@@ -409,7 +410,7 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def _render_view(bpy, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
+def render_view(bpy, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
     """Render the current camera; returns (rgba [H, W, 4] uint8 straight alpha, z [H, W] float32)."""
     import imageio.v3 as iio
 
@@ -423,7 +424,12 @@ def _render_view(bpy, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
     exrs = sorted((tmp / "depth").glob("*.exr"))
     if len(exrs) != 1:
         raise RuntimeError(f"expected one depth EXR from the compositor, found {exrs}")
-    img = bpy.data.images.load(str(exrs[0]), check_existing=False)
+    return rgba, read_exr_channel(bpy, exrs[0])
+
+
+def read_exr_channel(bpy, path: Path) -> np.ndarray:
+    """The first channel of an EXR the compositor wrote, top row first: [H, W] float32."""
+    img = bpy.data.images.load(str(path), check_existing=False)
     try:
         img.colorspace_settings.name = "Non-Color"
         w, h = img.size
@@ -431,8 +437,7 @@ def _render_view(bpy, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
         img.pixels.foreach_get(px)
     finally:
         bpy.data.images.remove(img)
-    z = np.flipud(px.reshape(h, w, 4)[:, :, 0]).copy()  # Blender images start at the bottom row
-    return rgba, z
+    return np.flipud(px.reshape(h, w, 4)[:, :, 0]).copy()  # Blender images start at the bottom row
 
 
 # ----------------------------------------------------------------------------------- post-process
@@ -497,6 +502,48 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def validate_request(request: SceneRequest) -> None:
+    """Raise SplatError when a request names no object or two, or its seed is out of range."""
+    if (request.program is None) == (request.mesh_file is None):
+        raise SplatError("give exactly one of --program or --mesh", field="--program/--mesh")
+    if request.params is not None and request.program is None:
+        raise SplatError("--params needs --program", field="--params")
+    if not (0 <= request.seed < 2**31):
+        raise SplatError(f"must be in [0, 2^31), got {request.seed}", field="--seed")
+
+
+class BuiltObject(NamedTuple):
+    """The scene's object, added to the Blender scene (base on z = 0)."""
+
+    mesh: ObjectMesh  # world triangles
+    offset: np.ndarray  # [3] translation applied to the program's (or file's) coordinates
+    source: dict  # manifest record of where it came from
+    program: str | None  # program name (None for a mesh file)
+    params: dict | None  # every parameter of the program (None for a mesh file)
+    materials: list | str  # manifest record of the finishes
+
+
+def build_object(bpy, request: SceneRequest, rng_params: np.random.Generator,
+                 rng_materials: np.random.Generator) -> BuiltObject:
+    """Add the request's object to the (reset) Blender scene: a program with seeded finishes, or a mesh file."""
+    if request.mesh_file is not None:
+        path = Path(request.mesh_file)
+        mesh, offset = _import_mesh_file(bpy, path)
+        source = {"kind": "mesh_file", "file": path.name, "sha256": _file_sha256(path)}
+        return BuiltObject(mesh, offset, source, None, None, "from the file")
+    obj = program_mesh(request.program, request.params, rng_params)
+    mesh = obj.mesh
+    source = {"kind": "program", "program": obj.name, "program_sha256": obj.sha256,
+              "params_given": request.params is not None}
+    if len(mesh.faces) == 0:
+        raise SplatError("the object has no faces (every part is inactive?)", field="params")
+    mesh, offset = place_on_ground(mesh)
+    mats = choose_part_materials(list(mesh.part_keys), rng_materials)
+    add_object_mesh(bpy, mesh, mats)
+    record = [{"part": k, **m.to_json()} for k, m in zip(mesh.part_keys, mats)]
+    return BuiltObject(mesh, offset, source, obj.name, obj.params, record)
+
+
 def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSettings(),
                render: RenderSettings = RenderSettings(), noise: SensorNoise = SensorNoise(),
                command: str | None = None) -> Path:
@@ -510,39 +557,16 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
     """
     bpy = _bpy()
     validate_render_settings(render)
-    if (request.program is None) == (request.mesh_file is None):
-        raise SplatError("give exactly one of --program or --mesh", field="--program/--mesh")
-    if request.params is not None and request.program is None:
-        raise SplatError("--params needs --program", field="--params")
-    if not (0 <= request.seed < 2**31):
-        raise SplatError(f"must be in [0, 2^31), got {request.seed}", field="--seed")
+    validate_request(request)
     seq = np.random.SeedSequence(request.seed)
     rng_params, rng_materials, rng_light, rng_cameras, rng_noise = (np.random.default_rng(s) for s in seq.spawn(5))
 
     out = Path(request.out)
     _reset(bpy)
-    source: dict = {}
-    program_name, gt_params = None, None
-    material_record = None
-    offset = np.zeros(3)
-    if request.mesh_file is not None:
-        path = Path(request.mesh_file)
-        mesh, offset = _import_mesh_file(bpy, path)
-        source = {"kind": "mesh_file", "file": path.name, "sha256": _file_sha256(path)}
-        material_record = "from the file"
-    else:
-        obj = program_mesh(request.program, request.params, rng_params)
-        mesh, gt_params, program_name = obj.mesh, obj.params, obj.name
-        source = {"kind": "program", "program": program_name, "program_sha256": obj.sha256,
-                  "params_given": request.params is not None}
-        if len(mesh.faces) == 0:
-            raise SplatError("the object has no faces (every part is inactive?)", field="params")
-        mesh, offset = place_on_ground(mesh)
-        mats = choose_part_materials(list(mesh.part_keys), rng_materials)
-        _add_object_mesh(bpy, mesh, mats)
-        material_record = [{"part": k, **m.to_json()} for k, m in zip(mesh.part_keys, mats)]
+    built = build_object(bpy, request, rng_params, rng_materials)
+    mesh, offset = built.mesh, built.offset
 
-    lighting = _setup_world_and_lights(bpy, render, rng_light)
+    lighting = setup_world_and_lights(bpy, render, rng_light)
     lo, hi = mesh.verts.min(0), mesh.verts.max(0)
     rig: CameraRig = plan_cameras(lo, hi, cameras, rng_cameras)
     views = rig.train + rig.test
@@ -552,10 +576,10 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
     with tempfile.TemporaryDirectory(prefix="make_scene_") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "depth").mkdir()
-        denoised = _setup_render(bpy, cameras, render, request.seed, tmp / "depth")
+        denoised = setup_render(bpy, cameras, render, request.seed, tmp / "depth")
         for cam in views:
-            _set_camera(bpy, cam, cameras)
-            rgba, z = _render_view(bpy, tmp)
+            set_camera(bpy, cam, cameras)
+            rgba, z = render_view(bpy, tmp)
             mask = rgba[:, :, 3] >= 128
             depth = clean_depth(z, mask, far)
             if noise.enabled:
@@ -570,20 +594,20 @@ def make_scene(request: SceneRequest, *, cameras: CameraSettings = CameraSetting
         "seed": int(request.seed),
         "command": command,
         "blender_version": bpy.app.version_string,
-        "source": source,
+        "source": built.source,
         "placement_offset": offset.tolist(),
         "render": {**asdict(render), "engine": "CYCLES", "device": "CPU", "cycles_seed": int(request.seed),
                    "denoiser": "OPENIMAGEDENOISE" if denoised else None, "view_transform": "Standard",
                    "film_transparent": True, "mask_alpha_threshold": 0.5},
         "cameras": {**asdict(cameras), "look_at": rig.look_at.tolist(), "bounding_radius": rig.radius},
         "sensor_noise": asdict(noise),
-        "materials": material_record,
+        "materials": built.materials,
         "lighting": lighting,
     }
     return write_scene(
         out, views, images, depths=depths, masks=masks,
         split={"train": [c.name for c in rig.train], "test": [c.name for c in rig.test]},
-        program=program_name, gt_params=gt_params,
+        program=built.program, gt_params=built.params,
         extras={"background": list(render.background), "gt_mesh": "gt_mesh.ply", "manifest": manifest},
     )
 

@@ -155,7 +155,7 @@ def plan_cameras(bbox_min: np.ndarray, bbox_max: np.ndarray, settings: CameraSet
         direction = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
         for _ in range(100):  # back off until the whole bounding box is in view
             vm = look_at_viewmat(centre + dist * direction, centre)
-            if _box_in_view(lo, hi, vm, K, settings):
+            if box_in_view(lo, hi, vm, K, settings):
                 break
             dist *= 1.03
         is_test = slot in test_slots
@@ -165,7 +165,9 @@ def plan_cameras(bbox_min: np.ndarray, bbox_max: np.ndarray, settings: CameraSet
     return CameraRig(train=train, test=test, look_at=centre, radius=radius)
 
 
-def _box_in_view(lo: np.ndarray, hi: np.ndarray, viewmat: np.ndarray, K: np.ndarray, s: CameraSettings) -> bool:
+def box_in_view(lo: np.ndarray, hi: np.ndarray, viewmat: np.ndarray, K: np.ndarray, s: CameraSettings) -> bool:
+    """Whether every corner of the box ``lo``..``hi`` [3] projects in front of the camera and inside the image
+    with the settings' margin."""
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     cam = corners @ viewmat[:3, :3].T + viewmat[:3, 3]
     if np.any(cam[:, 2] <= 1e-6):
@@ -173,6 +175,84 @@ def _box_in_view(lo: np.ndarray, hi: np.ndarray, viewmat: np.ndarray, K: np.ndar
     uv = cam[:, :2] / cam[:, 2:3] * np.diag(K)[:2] + K[:2, 2]
     mx, my = s.margin * s.width, s.margin * s.height
     return bool(np.all((uv[:, 0] >= mx) & (uv[:, 0] <= s.width - mx) & (uv[:, 1] >= my) & (uv[:, 1] <= s.height - my)))
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """A hand-held capture: one loop around the object, the camera held at chest-to-eye height."""
+
+    n_views: int = 40
+    """Number of frames along the loop."""
+    distance: tuple[float, float] = (1.2, 1.8)
+    """Range of the camera's horizontal distance from the object's vertical axis, metres."""
+    height: tuple[float, float] = (1.0, 1.5)
+    """Range of the camera's height above the floor, metres."""
+    roll_deg: float = 3.0
+    """Largest roll of the hand-held camera about its optical axis, degrees."""
+    look_jitter: float = 0.05
+    """Standard deviation of the aimed point about the object's centre (each axis), metres."""
+
+
+def validate_loop_settings(s: LoopSettings) -> None:
+    """Raise SplatError naming the field when a loop setting is out of range."""
+    checks = [
+        ("n_views", 2 <= s.n_views <= 10000, "must be in [2, 10000]"),
+        ("distance", 0.2 <= s.distance[0] <= s.distance[1] <= 50.0,
+         "must be (low, high) with 0.2 <= low <= high <= 50"),
+        ("height", 0.0 < s.height[0] <= s.height[1] <= 50.0, "must be (low, high) with 0 < low <= high <= 50"),
+        ("roll_deg", 0.0 <= s.roll_deg <= 45.0, "must be in [0, 45]"),
+        ("look_jitter", 0.0 <= s.look_jitter <= 1.0, "must be in [0, 1]"),
+    ]
+    for field, ok, why in checks:
+        if not ok:
+            raise SplatError(f"{why}, got {getattr(s, field)!r}", field=f"loop.{field}")
+
+
+def plan_loop(bbox_min: np.ndarray, bbox_max: np.ndarray, settings: CameraSettings, loop: LoopSettings,
+              rng: np.random.Generator) -> list[Camera]:
+    """Cameras of one hand-held loop around an object standing on the floor (z = 0), named ``frame_XXXX``.
+
+    The azimuth advances evenly over one turn (random start and direction, small per-frame jitter);
+    distance and height wander smoothly within their ranges (two and three slow waves per loop); each
+    camera aims at the bounding-box centre plus a random offset (``look_jitter``) and rolls by up to
+    ``roll_deg``. A camera too close to keep every bounding-box corner in view (with ``margin``) moves
+    back along its line of sight (x1.03 steps). Only ``width``, ``height``, ``focal_mm``,
+    ``sensor_width_mm`` and ``margin`` of ``settings`` are used. Deterministic given ``rng``'s state.
+    """
+    validate_camera_settings(settings)
+    validate_loop_settings(loop)
+    lo = np.asarray(bbox_min, dtype=np.float64)
+    hi = np.asarray(bbox_max, dtype=np.float64)
+    centre = (lo + hi) / 2.0
+    K = intrinsics(settings)
+    n = loop.n_views
+    az0 = rng.uniform(0.0, 2.0 * math.pi)
+    turn = 1.0 if rng.random() < 0.5 else -1.0
+    jitter = rng.uniform(-0.25, 0.25, size=n)
+    phase = rng.uniform(0.0, 2.0 * math.pi, size=2)
+    aim = rng.normal(0.0, loop.look_jitter, size=(n, 3))
+    roll = np.radians(rng.uniform(-loop.roll_deg, loop.roll_deg, size=n))
+    d_lo, d_hi = loop.distance
+    h_lo, h_hi = loop.height
+    cams = []
+    for i in range(n):
+        t = (i + jitter[i]) / n
+        az = az0 + turn * 2.0 * math.pi * t
+        dist = d_lo + (d_hi - d_lo) * (0.5 + 0.5 * math.sin(2.0 * 2.0 * math.pi * t + phase[0]))
+        height = h_lo + (h_hi - h_lo) * (0.5 + 0.5 * math.sin(3.0 * 2.0 * math.pi * t + phase[1]))
+        target = centre + aim[i]
+        eye = np.array([centre[0] + dist * math.cos(az), centre[1] + dist * math.sin(az), height])
+        c, s = math.cos(roll[i]), math.sin(roll[i])
+        r_roll = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        for _ in range(100):  # back off along the line of sight until the whole box is in view
+            vm = look_at_viewmat(eye, target)
+            vm[:3, :3] = r_roll @ vm[:3, :3]
+            vm[:3, 3] = -vm[:3, :3] @ eye
+            if box_in_view(lo, hi, vm, K, settings):
+                break
+            eye = target + (eye - target) * 1.03
+        cams.append(Camera(K=K, viewmat=vm, width=settings.width, height=settings.height, name=f"frame_{i:04d}"))
+    return cams
 
 
 def blender_camera_matrix(camera: Camera) -> np.ndarray:

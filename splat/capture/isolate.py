@@ -10,6 +10,7 @@ metres). ``to_floor`` [4, 4] maps capture-world points to the floor frame; its i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
@@ -76,6 +77,8 @@ class Isolation(NamedTuple):
     yaw_deg: float  # rotation about Z applied so the footprint's long side runs along X
     voxel: float  # edge of the region's voxels (metres)
     mode: str  # "crop" | "auto"
+    floor_band: float = 0.0  # the floor band used: settings.floor_band, or 3 robust sigma of the floor's
+    # fused points where the poses or the sensor spread them wider (1 cm / 0.5 deg pose noise: ~1.5 cm)
 
 
 def in_object(iso: Isolation, points: np.ndarray, floor_band: float) -> np.ndarray:
@@ -165,6 +168,20 @@ def fit_floor(points: np.ndarray, up_hint: np.ndarray, near: np.ndarray, setting
     return Floor(normal=n, offset=float(d), rms=rms, inliers=int(inl.sum()))
 
 
+def measure_floor_band(points: np.ndarray, floor: Floor, near: np.ndarray, least: float) -> float:
+    """Height below which points count as floor: ``least``, or 3 robust sigma (1.4826 MAD) of the signed
+    distances of the points within 6 cm of the plane and 1.5 m of ``near`` (horizontally), if wider."""
+    dist = points @ floor.normal + floor.offset
+    horiz = points - np.outer(points @ floor.normal, floor.normal)
+    centre = near - (near @ floor.normal) * floor.normal
+    sel = (np.abs(dist) < 0.06) & (np.linalg.norm(horiz - centre, axis=1) < 1.5)
+    if sel.sum() < 100:
+        return least
+    d = dist[sel]
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+    return max(least, 3.0 * sigma)
+
+
 def floor_transform(floor: Floor, origin: np.ndarray, x_hint: np.ndarray) -> np.ndarray:
     """[4, 4] capture world -> floor frame: +Z = floor normal, origin = ``origin`` dropped onto the floor,
     +X = ``x_hint`` projected onto the floor."""
@@ -252,6 +269,9 @@ def isolate_object(frames: Sequence[CaptureFrame], settings: IsolateSettings) ->
     up = up / np.linalg.norm(up)
     focus = ray_convergence(c2ws)
     floor = fit_floor(cloud, up, focus, settings)
+    # a floor fused from noisy poses is a slab, not a plane: its upper side must not join the object
+    band = measure_floor_band(points, floor, focus, settings.floor_band)
+    settings = dataclasses.replace(settings, floor_band=band)
     # the grid must be coarser than the spacing of the fused samples, or one surface falls apart
     step = max(1, len(points) // 20000)
     ranges = np.linalg.norm(points[::step] - c2ws[ids[::step], :3, 3], axis=1)
@@ -281,7 +301,8 @@ def isolate_object(frames: Sequence[CaptureFrame], settings: IsolateSettings) ->
         mode = "auto"
     region = region.dilated(1)
     iso = Isolation(to_floor=t0, floor=floor, points=np.zeros((0, 3)), region=region, region_from_floor=np.eye(4),
-                    crop=crop, footprint=VoxelSet(np.zeros(0, np.int64), voxel), yaw_deg=0.0, voxel=voxel, mode=mode)
+                    crop=crop, footprint=VoxelSet(np.zeros(0, np.int64), voxel), yaw_deg=0.0, voxel=voxel, mode=mode,
+                    floor_band=settings.floor_band)
     # every reading (all pixels) of the object, for the scan and the footprint
     obj_points = []
     for f in frames:
@@ -325,7 +346,24 @@ def _auto_cluster(points: np.ndarray, ids: np.ndarray, voxel: float, settings: I
     best = int(np.argmin(score))
     if not np.isfinite(score[best]) or score[best] > 1.5:
         raise SplatError("no object cluster above the floor near where the cameras look; give --crop", field="--auto")
-    return voxels.subset(labels == best)
+    # Parts stacked over one another are one object even where the sensor misses what joins them (the post
+    # of a pedestal chair, hidden under the seat from standing height): add every big cluster whose columns
+    # overlap the object's footprint (one voxel of slack), until none is left.
+    col = np.floor(centres[:, :2] / voxel).astype(np.int64)
+    col_key = col[:, 0] * 1_000_003 + col[:, 1]
+    chosen = np.zeros(n_labels, dtype=bool)
+    chosen[best] = True
+    while True:
+        c = col[chosen[labels]]
+        around = np.unique(((c[:, None, 0] + np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1])) * 1_000_003
+                            + (c[:, None, 1] + np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1]))).ravel())
+        over = np.zeros(n_labels, dtype=bool)
+        over[labels[np.isin(col_key, around)]] = True
+        new = over & big & ~chosen
+        if not new.any():
+            break
+        chosen |= new
+    return voxels.subset(chosen[labels])
 
 
 def render_points_depth(points: np.ndarray, frame: CaptureFrame, to_camera: np.ndarray, point_size: float) -> np.ndarray:
@@ -410,8 +448,9 @@ def object_mask(frame: CaptureFrame, iso: Isolation, settings: IsolateSettings) 
     h, w = frame.height, frame.width
     to_floor = iso.to_floor @ frame.c2w
     p, pix = frame_points(frame.replace(c2w=to_floor), max_depth=settings.max_depth)
-    member = in_object(iso, p, settings.floor_band)
-    low = (np.abs(p[:, 2]) <= settings.floor_band) & iso.footprint.contains(np.c_[p[:, :2], np.zeros(len(p))])
+    band = max(settings.floor_band, iso.floor_band)
+    member = in_object(iso, p, band)
+    low = (np.abs(p[:, 2]) <= band) & iso.footprint.contains(np.c_[p[:, :2], np.zeros(len(p))])
     if low.any():  # near the floor only the object's walls count, not the floor around its base
         up = np.abs(depth_normals(frame)[pix[low, 0], pix[low, 1]] @ to_floor[2, :3])
         low[low] = up < 0.7

@@ -8,6 +8,7 @@
     splat data SCENE                     check and summarise a scene folder, fuse its depth
     splat make-scene ...                 render a ground-truth scene with Blender Cycles
     splat blender import|export ...      .blend programs in and out
+    splat programs [sample NAME]         the program library and its parameters; random variants of a program
     splat build                          build the C++ kernels now (otherwise: on first use)
 
 Each subcommand lives in its own module here (``splat.commands.<name>``) with ``main(argv)``; the
@@ -34,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-scene": ("splat.commands.make_scene", "render a ground-truth scene with Blender Cycles (blender extra)"),
     "blender": ("splat.commands.blender", "import a .blend program / export a program to .blend (blender extra)"),
     "batch": ("splat.commands.batch", "train many scenes at once: local process pool or Ray (cluster extra)"),
+    "programs": ("splat.commands.programs", "the program library: parameter catalogues (table/JSON), random variants"),
     "build": ("splat.commands.build", "build the C++ kernels now instead of on first use"),
     "view": ("splat.commands.view", "edit a run in the browser: a control per parameter, live Gaussians (viewer extra)"),
 }

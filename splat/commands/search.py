@@ -27,7 +27,9 @@ class SearchConfig:
     """Structure search of a shape program against a scan (give exactly one of --scene or --points)."""
 
     program: str
-    """A library program (chair, table, ...: splat/programs/) or a path."""
+    """A library program (chair, table, ...: splat/programs/), a path, or "auto": search every library
+    program (a cheap first round, then the full search of the best few) and keep the best; the output
+    then also holds the ranking ("choice")."""
     out: Path
     """Output JSON file (written atomically)."""
     scene: Optional[Path] = None
@@ -59,6 +61,8 @@ class SearchConfig:
     """With --scene and fused depth: use the depth views to skip surfaces no camera saw."""
     progress: bool = True
     """Print progress per generation."""
+    category: str = ""
+    """With --program auto: only the library programs of this category (``splat programs`` lists them)."""
 
 
 def _check(value: float, ok: bool, field: str, what: str) -> None:
@@ -98,7 +102,15 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(args.threads)  # this process is the CLI; the library never sets it
-    program = load_program(args.program)
+    if args.category and args.program != "auto":
+        raise SplatError("only applies with --program auto", field="--category")
+    auto = args.program == "auto"
+    if auto:
+        from splat.search.choose import library_programs
+
+        candidates = library_programs(args.category or None)
+    else:
+        program = load_program(args.program)
     views = None
     if args.points is not None:
         points, scan_file = read_ply_points(args.points), str(args.points)
@@ -127,8 +139,18 @@ def main(argv: list[str] | None = None) -> None:
         placement=PlacementSettings(yaw_range=math.radians(args.yaw_range),
                                     log_scale_range=math.log1p(args.scale_range)),
     )
-    result = search(program, points, settings, scan_file=scan_file, views=views)
-    write_json_atomic(args.out, result.to_dict())
+    if auto:
+        from splat.search.choose import choose_program
+
+        choice = choose_program(candidates, points, settings, scan_file=scan_file, views=views,
+                                log=print if args.progress else None)
+        result = choice.result
+        print(choice.summary())
+        write_json_atomic(args.out, {**result.to_dict(), "choice": {k: v for k, v in choice.as_dict().items()
+                                                                     if k != "result"}})
+    else:
+        result = search(program, points, settings, scan_file=scan_file, views=views)
+        write_json_atomic(args.out, result.to_dict())
     print(f"fitness {result.fitness:.5g} after {len(result.history)} generations "
           f"({result.evaluations} genomes scored); wrote {args.out}")
 

@@ -242,9 +242,12 @@ def cabinet() -> tuple[dict, list]:
 BOOKSHELF_PARAMS = [
     P("Width", "float", (0.4, 1.6), 0.9, group="Body"),
     P("Height", "float", (0.6, 2.2), 1.6, group="Body"),
-    P("Depth", "float", (0.2, 0.45), 0.3, group="Body"),
-    P("Board Thickness", "float", (0.015, 0.035), 0.022, group="Body"),
+    P("Depth", "float", (0.2, 0.6), 0.3, group="Body"),  # to 0.6: the Poly Haven wooden_bookshelf_worn is 0.58 deep
+    P("Board Thickness", "float", (0.015, 0.05), 0.022, group="Body"),  # to 0.05: solid-wood frames
     P("Has Back", "bool", None, True, group="Body"),
+    # a cornice: the top board reaching past the sides and the front (off by default: today's shape)
+    P("Has Top Overhang", "bool", None, False, group="Top"),
+    P("Top Overhang", "float", (0.005, 0.03), 0.015, requires=["Has Top Overhang"], group="Top"),
     P("Shelf Count", "int", (1, 8), 3, group="Shelves"),
     P("Divider Count", "int", (0, 3), 0, group="Shelves"),
     P("Has Kick Plate", "bool", None, False, group="Base"),
@@ -261,6 +264,10 @@ def bookshelf() -> tuple[dict, list]:
     sides = t.instance(t.line(2, t.vec(-(w / 2.0 - th / 2.0), 0.0, h / 2.0), t.vec(w - th, 0.0, 0.0), name="Side Points"),
                        t.cube(t.vec(th, d, h), name="Side Panel"))
     top = t.transform(t.cube(t.vec(wi, d, th), name="Top Board"), translation=t.vec(0.0, 0.0, h - th / 2.0))
+    ov = p["Top Overhang"]
+    cornice = t.transform(t.cube(t.vec(w + ov * 2.0, d + ov, th), name="Cornice"),
+                          translation=t.vec(0.0, -(ov / 2.0), h - th / 2.0))
+    top = t.switch("GEOMETRY", p["Has Top Overhang"], top, cornice)
     bottom = t.transform(t.cube(t.vec(wi, d, th), name="Bottom Board"), translation=t.vec(0.0, 0.0, kick + th / 2.0))
     plate = t.transform(t.cube(t.vec(wi, th, kick), name="Kick Plate"),
                         translation=t.vec(0.0, -(d / 2.0 - th / 2.0 - 0.01), kick / 2.0))
@@ -281,7 +288,292 @@ def bookshelf() -> tuple[dict, list]:
     return graph(t), BOOKSHELF_PARAMS
 
 
-PROGRAMS = {"chair": chair, "table": table, "cabinet": cabinet, "bookshelf": bookshelf}
+# ------------------------------------------------------------------------------------------------ stool
+
+STOOL_PARAMS = [
+    P("Height", "float", (0.40, 0.85), 0.66, group="Seat"),
+    P("Seat Shape", "int", (0, 1), 1, group="Seat", labels=("square", "round")),
+    P("Seat Width", "float", (0.25, 0.50), 0.34, group="Seat"),  # the diameter of a round seat
+    P("Seat Depth", "float", (0.25, 0.50), 0.32, requires=[["Seat Shape", 0]], group="Seat"),
+    P("Seat Thickness", "float", (0.015, 0.06), 0.03, group="Seat"),
+    P("Seat Overhang", "float", (0.0, 0.05), 0.02, group="Seat"),
+    P("Base Type", "int", (0, 1), 0, group="Base", labels=("legs", "pedestal")),
+    P("Leg Shape", "int", (0, 1), 1, requires=[["Base Type", 0]], group="Base", labels=("square", "round")),
+    P("Leg Size", "float", (0.02, 0.06), 0.035, group="Base"),
+    P("Has Stretchers", "bool", None, False, requires=[["Base Type", 0]], group="Base"),
+    P("Stretcher Height", "float", (0.08, 0.35), 0.2, requires=[["Base Type", 0], "Has Stretchers"], group="Base"),
+    P("Base Radius", "float", (0.12, 0.25), 0.18, requires=[["Base Type", 1]], group="Base"),
+]
+
+
+def stool() -> tuple[dict, list]:
+    t = Tree("Stool")
+    p = add_inputs(t, STOOL_PARAMS)
+    h, w, th, ov, s = p["Height"], p["Seat Width"], p["Seat Thickness"], p["Seat Overhang"], p["Leg Size"]
+    rnd_seat = t.eq(p["Seat Shape"], 1)
+    d = t.switch("FLOAT", rnd_seat, p["Seat Depth"], w)
+    square_seat = t.cube(t.vec(w, p["Seat Depth"], th), name="Square Seat")
+    round_seat = t.cylinder(w / 2.0, th, 32, name="Round Seat")
+    seat = t.transform(t.switch("GEOMETRY", rnd_seat, square_seat, round_seat), translation=t.vec(0.0, 0.0, h - th / 2.0))
+    # legs on the corners of the seat's inner rectangle (of the square inscribed in a round seat)
+    f = t.switch("FLOAT", rnd_seat, 1.0, 0.7071)
+    span_x = (w - ov * 2.0) * f - s
+    span_y = (d - ov * 2.0) * f - s
+    lh = h - th
+    square = t.transform(t.cube(t.vec(s, s, lh), name="Square Leg"), translation=t.vec(0.0, 0.0, lh / 2.0))
+    rnd = t.transform(t.cylinder(s / 2.0, lh, 16, name="Round Leg"), translation=t.vec(0.0, 0.0, lh / 2.0))
+    legs = t.instance(t.grid(span_x, span_y, 2, 2, name="Leg Corners"),
+                      t.switch("GEOMETRY", t.eq(p["Leg Shape"], 1), square, rnd))
+    sh, b = p["Stretcher Height"], s * 0.6
+    st_x = t.instance(t.line(2, t.vec(0.0, -(span_y / 2.0), sh), t.vec(0.0, span_y, 0.0), name="Stretcher X Points"),
+                      t.cube(t.vec(span_x, b, b), name="Stretcher X"))
+    st_y = t.instance(t.line(2, t.vec(-(span_x / 2.0), 0.0, sh), t.vec(span_x, 0.0, 0.0), name="Stretcher Y Points"),
+                      t.cube(t.vec(b, span_y, b), name="Stretcher Y"))
+    legs = t.join(legs, t.switch("GEOMETRY", p["Has Stretchers"], None, t.join(st_x, st_y)))
+    col_h = lh - 0.03
+    column = t.transform(t.cylinder(s, col_h, 24, name="Column"), translation=t.vec(0.0, 0.0, col_h / 2.0 + 0.03))
+    disc = t.transform(t.cylinder(p["Base Radius"], 0.03, 32, name="Base Disc"), translation=t.vec(0.0, 0.0, 0.015))
+    base = t.switch("GEOMETRY", t.eq(p["Base Type"], 1), legs, t.join(column, disc))
+    t.output(t.realize(t.join(seat, base)))
+    return graph(t), STOOL_PARAMS
+
+
+# ------------------------------------------------------------------------------------ shared: fronts
+
+def handle_geometry(t: Tree, handle_type, name: str):
+    """A handle centred on the origin, standing out towards -Y from a front whose face is at y = -0.01:
+    0 none, 1 a horizontal bar, 2 a round knob."""
+    bar = t.transform(t.cube(t.vec(0.10, 0.02, 0.015), name=f"{name} Bar"), translation=t.vec(0.0, -0.02, 0.0))
+    knob = t.transform(t.cylinder(0.012, 0.02, 12, name=f"{name} Knob"), translation=t.vec(0.0, -0.02, 0.0),
+                       rotation=t.vec(1.5708, 0.0, 0.0))
+    return t.switch("GEOMETRY", t.eq(handle_type, 0), t.switch("GEOMETRY", t.eq(handle_type, 2), bar, knob), None)
+
+
+# -------------------------------------------------------------------------------------------- sideboard
+
+SIDEBOARD_PARAMS = [
+    P("Width", "float", (0.6, 2.2), 1.3, group="Body"),
+    P("Height", "float", (0.5, 1.2), 0.8, group="Body"),
+    P("Depth", "float", (0.3, 0.6), 0.42, group="Body"),
+    P("Board Thickness", "float", (0.012, 0.03), 0.018, group="Body"),
+    P("Top Thickness", "float", (0.015, 0.05), 0.025, group="Top"),
+    P("Top Overhang", "float", (0.0, 0.06), 0.02, group="Top"),
+    P("Base Type", "int", (0, 1), 0, group="Base", labels=("plinth", "legs")),
+    P("Base Height", "float", (0.02, 0.30), 0.08, group="Base"),
+    P("Plinth Inset", "float", (0.0, 0.05), 0.02, requires=[["Base Type", 0]], group="Base"),
+    P("Leg Size", "float", (0.025, 0.06), 0.04, requires=[["Base Type", 1]], group="Base"),
+    P("Columns", "int", (1, 4), 2, group="Fronts"),
+    P("Has Drawers", "bool", None, True, group="Fronts"),
+    P("Drawer Rows", "int", (1, 3), 1, requires=["Has Drawers"], group="Fronts"),
+    P("Drawer Fraction", "float", (0.15, 0.6), 0.3, requires=["Has Drawers"], group="Fronts"),
+    P("Has Doors", "bool", None, True, group="Fronts"),
+    P("Handle Type", "int", (0, 2), 1, group="Handles", labels=("none", "bar", "knob")),
+]
+
+
+def sideboard() -> tuple[dict, list]:
+    t = Tree("Sideboard")
+    p = add_inputs(t, SIDEBOARD_PARAMS)
+    w, h, d, th = p["Width"], p["Height"], p["Depth"], p["Board Thickness"]
+    tt, ov = p["Top Thickness"], p["Top Overhang"]
+    legs_base = t.eq(p["Base Type"], 1)
+    z0 = p["Base Height"]
+    zt = h - tt
+    hb = zt - z0
+    wi = w - th * 2.0
+    hi = hb - th
+    top = t.transform(t.cube(t.vec(w + ov * 2.0, d + ov, tt), name="Top Board"),
+                      translation=t.vec(0.0, -(ov / 2.0), zt + tt / 2.0))
+    sides = t.instance(t.line(2, t.vec(-(w / 2.0 - th / 2.0), 0.0, z0 + hb / 2.0), t.vec(w - th, 0.0, 0.0),
+                              name="Side Points"), t.cube(t.vec(th, d, hb), name="Side Panel"))
+    bottom = t.transform(t.cube(t.vec(wi, d, th), name="Bottom Panel"), translation=t.vec(0.0, 0.0, z0 + th / 2.0))
+    back = t.transform(t.cube(t.vec(wi, th, hi), name="Back Panel"),
+                       translation=t.vec(0.0, d / 2.0 - th / 2.0, z0 + th + hi / 2.0))
+    # fronts: Columns across; Drawer Rows of drawers in the top Drawer Fraction, doors (or an open bay
+    # with a shelf) below
+    cols = p["Columns"]
+    cw = wi / cols
+    yf = -(d / 2.0 - 0.01)
+    dz = t.switch("FLOAT", p["Has Drawers"], 0.0, hi * p["Drawer Fraction"])
+    rows = p["Drawer Rows"]
+    rh = dz / rows
+    drawer = t.join(t.cube(t.vec(cw - 0.004, 0.02, rh - 0.004), name="Drawer Front"),
+                    handle_geometry(t, p["Handle Type"], "Drawer Handle"))
+    row = t.instance(t.line(cols, t.vec(cw / 2.0 - wi / 2.0, 0.0, 0.0), t.vec(cw, 0.0, 0.0), name="Drawer Columns"),
+                     drawer)
+    drawers = t.instance(t.line(rows, t.vec(0.0, yf, zt - rh / 2.0), t.vec(0.0, 0.0, -rh), name="Drawer Rows"), row)
+    drawers = t.switch("GEOMETRY", p["Has Drawers"], None, drawers)
+    dh = hi - dz
+    handle = t.transform(handle_geometry(t, p["Handle Type"], "Door Handle"), translation=t.vec(0.0, 0.0, dh / 2.0 - 0.06))
+    door = t.join(t.cube(t.vec(cw - 0.004, 0.02, dh - 0.004), name="Door"), handle)
+    doors = t.instance(t.line(cols, t.vec(cw / 2.0 - wi / 2.0, yf, z0 + th + dh / 2.0), t.vec(cw, 0.0, 0.0),
+                              name="Door Points"), door)
+    shelf = t.transform(t.cube(t.vec(wi, d - th, th), name="Shelf"), translation=t.vec(0.0, th / 2.0, z0 + th + dh / 2.0))
+    lower = t.switch("GEOMETRY", p["Has Doors"], shelf, doors)
+    inset = p["Plinth Inset"]
+    plinth = t.transform(t.cube(t.vec(w - inset * 2.0, d - inset, z0), name="Plinth"),
+                         translation=t.vec(0.0, inset / 2.0, z0 / 2.0))
+    ls = p["Leg Size"]
+    leg = t.transform(t.cube(t.vec(ls, ls, z0), name="Leg"), translation=t.vec(0.0, 0.0, z0 / 2.0))
+    legs = t.instance(t.grid(w - ls, d - ls, 2, 2, name="Leg Corners"), leg)
+    base = t.switch("GEOMETRY", legs_base, plinth, legs)
+    t.output(t.realize(t.join(top, sides, bottom, back, drawers, lower, base)))
+    return graph(t), SIDEBOARD_PARAMS
+
+
+# ------------------------------------------------------------------------------------------------- desk
+
+DESK_PARAMS = [
+    P("Width", "float", (0.8, 1.8), 1.2, group="Top"),
+    P("Depth", "float", (0.45, 0.85), 0.6, group="Top"),
+    P("Height", "float", (0.65, 0.80), 0.74, group="Top"),
+    P("Top Thickness", "float", (0.018, 0.05), 0.03, group="Top"),
+    P("Support Type", "int", (0, 1), 0, group="Supports", labels=("legs", "panels")),
+    P("Leg Size", "float", (0.03, 0.07), 0.05, requires=[["Support Type", 0]], group="Supports"),
+    P("Has Modesty Panel", "bool", None, False, group="Supports"),
+    P("Modesty Height", "float", (0.15, 0.45), 0.3, requires=["Has Modesty Panel"], group="Supports"),
+    P("Has Pedestal", "bool", None, True, group="Pedestal"),
+    P("Pedestal Side", "int", (0, 1), 0, requires=["Has Pedestal"], group="Pedestal", labels=("right", "left")),
+    P("Pedestal Width", "float", (0.3, 0.5), 0.4, requires=["Has Pedestal"], group="Pedestal"),
+    P("Drawer Count", "int", (1, 4), 3, requires=["Has Pedestal"], group="Pedestal"),
+    P("Handle Type", "int", (0, 2), 1, requires=["Has Pedestal"], group="Pedestal", labels=("none", "bar", "knob")),
+]
+
+
+def desk() -> tuple[dict, list]:
+    t = Tree("Desk")
+    p = add_inputs(t, DESK_PARAMS)
+    w, d, h, tt = p["Width"], p["Depth"], p["Height"], p["Top Thickness"]
+    lh = h - tt
+    top = t.transform(t.cube(t.vec(w, d, tt), name="Top Board"), translation=t.vec(0.0, 0.0, h - tt / 2.0))
+    panels = t.eq(p["Support Type"], 1)
+    s = p["Leg Size"]
+    u = t.switch("FLOAT", panels, s, 0.025)  # the support's width along x
+    leg_pair = t.instance(t.line(2, t.vec(0.0, -(d - s) / 2.0, lh / 2.0), t.vec(0.0, d - s, 0.0), name="Leg Points"),
+                          t.cube(t.vec(s, s, lh), name="Leg"))
+    panel = t.transform(t.cube(t.vec(0.025, d, lh), name="Side Panel"), translation=t.vec(0.0, 0.0, lh / 2.0))
+    support = t.switch("GEOMETRY", panels, leg_pair, panel)
+    ps = t.switch("FLOAT", t.eq(p["Pedestal Side"], 1), 1.0, -1.0)  # +1: pedestal on the right (+X)
+    x_side = w / 2.0 - u / 2.0
+    free = t.transform(support, translation=t.vec(-(ps * x_side), 0.0, 0.0))
+    other = t.transform(support, translation=t.vec(ps * x_side, 0.0, 0.0))
+    supports = t.join(free, t.switch("GEOMETRY", p["Has Pedestal"], other, None))
+    mh = p["Modesty Height"]
+    modesty = t.transform(t.cube(t.vec(w - u * 2.0, 0.018, mh), name="Modesty Panel"),
+                          translation=t.vec(0.0, d / 2.0 - 0.05, lh - mh / 2.0))
+    modesty = t.switch("GEOMETRY", p["Has Modesty Panel"], None, modesty)
+    pw, n = p["Pedestal Width"], p["Drawer Count"]
+    px = ps * (w / 2.0 - pw / 2.0)
+    body = t.transform(t.cube(t.vec(pw, d - 0.04, lh), name="Pedestal Body"), translation=t.vec(px, 0.02, lh / 2.0))
+    dh = (lh - 0.05) / n
+    drawer = t.join(t.cube(t.vec(pw - 0.006, 0.02, dh - 0.006), name="Drawer Front"),
+                    handle_geometry(t, p["Handle Type"], "Drawer Handle"))
+    drawers = t.instance(t.line(n, t.vec(px, 0.03 - d / 2.0 - 0.01, 0.05 + dh / 2.0), t.vec(0.0, 0.0, dh),
+                                name="Drawer Points"), drawer)
+    pedestal = t.switch("GEOMETRY", p["Has Pedestal"], None, t.join(body, drawers))
+    t.output(t.realize(t.join(top, supports, modesty, pedestal)))
+    return graph(t), DESK_PARAMS
+
+
+# ------------------------------------------------------------------------------------------------- sofa
+
+SOFA_PARAMS = [
+    P("Width", "float", (1.2, 2.6), 1.9, group="Body"),
+    P("Depth", "float", (0.7, 1.05), 0.88, group="Body"),
+    P("Seat Height", "float", (0.35, 0.50), 0.43, group="Seat"),
+    P("Seat Cushions", "int", (1, 4), 3, group="Seat"),
+    P("Cushion Thickness", "float", (0.06, 0.16), 0.12, group="Seat"),
+    P("Back Height", "float", (0.2, 0.55), 0.4, group="Back"),
+    P("Back Thickness", "float", (0.1, 0.3), 0.18, group="Back"),
+    P("Has Arms", "bool", None, True, group="Arms"),
+    P("Arm Width", "float", (0.08, 0.3), 0.16, requires=["Has Arms"], group="Arms"),
+    P("Arm Height", "float", (0.08, 0.3), 0.2, requires=["Has Arms"], group="Arms"),
+    P("Has Legs", "bool", None, True, group="Legs"),
+    P("Leg Height", "float", (0.03, 0.15), 0.1, requires=["Has Legs"], group="Legs"),
+]
+
+
+def sofa() -> tuple[dict, list]:
+    t = Tree("Sofa")
+    p = add_inputs(t, SOFA_PARAMS)
+    w, d, sh, ct = p["Width"], p["Depth"], p["Seat Height"], p["Cushion Thickness"]
+    bh, bt = p["Back Height"], p["Back Thickness"]
+    z0 = t.switch("FLOAT", p["Has Legs"], 0.0, p["Leg Height"])
+    aw = t.switch("FLOAT", p["Has Arms"], 0.0, p["Arm Width"])
+    wi = w - aw * 2.0
+    hb = sh - ct - z0
+    base = t.transform(t.cube(t.vec(w, d, hb), name="Base"), translation=t.vec(0.0, 0.0, z0 + hb / 2.0))
+    back_h = sh + bh - z0
+    back = t.transform(t.cube(t.vec(wi, bt, back_h), name="Back"), translation=t.vec(0.0, d / 2.0 - bt / 2.0, z0 + back_h / 2.0))
+    n = p["Seat Cushions"]
+    cw = wi / n
+    cushion = t.cube(t.vec(cw - 0.01, d - bt - 0.01, ct), name="Cushion")
+    cushions = t.instance(t.line(n, t.vec(cw / 2.0 - wi / 2.0, -(bt / 2.0), sh - ct / 2.0), t.vec(cw, 0.0, 0.0),
+                                 name="Cushion Points"), cushion)
+    arm_h = sh + p["Arm Height"] - z0
+    arms = t.instance(t.line(2, t.vec(-(w / 2.0 - aw / 2.0), 0.0, z0 + arm_h / 2.0), t.vec(w - aw, 0.0, 0.0),
+                             name="Arm Points"), t.cube(t.vec(aw, d, arm_h), name="Arm"))
+    arms = t.switch("GEOMETRY", p["Has Arms"], None, arms)
+    lh = p["Leg Height"]
+    leg = t.transform(t.cube(t.vec(0.04, 0.04, lh), name="Leg"), translation=t.vec(0.0, 0.0, lh / 2.0))
+    legs = t.switch("GEOMETRY", p["Has Legs"], None, t.instance(t.grid(w - 0.1, d - 0.1, 2, 2, name="Leg Corners"), leg))
+    t.output(t.realize(t.join(base, back, cushions, arms, legs)))
+    return graph(t), SOFA_PARAMS
+
+
+# -------------------------------------------------------------------------------------------------- bed
+
+BED_PARAMS = [
+    P("Width", "float", (0.9, 2.0), 1.4, group="Frame"),
+    P("Length", "float", (1.9, 2.2), 2.05, group="Frame"),
+    P("Frame Height", "float", (0.25, 0.5), 0.32, group="Frame"),
+    P("Rail Height", "float", (0.06, 0.2), 0.14, group="Frame"),
+    P("Leg Size", "float", (0.04, 0.1), 0.06, group="Frame"),
+    P("Mattress Thickness", "float", (0.1, 0.3), 0.2, group="Mattress"),
+    P("Board Thickness", "float", (0.02, 0.08), 0.04, group="Boards"),
+    P("Has Headboard", "bool", None, True, group="Boards"),
+    P("Headboard Height", "float", (0.2, 0.9), 0.55, requires=["Has Headboard"], group="Boards"),
+    P("Has Footboard", "bool", None, False, group="Boards"),
+    P("Footboard Height", "float", (0.05, 0.5), 0.15, requires=["Has Footboard"], group="Boards"),
+]
+
+
+def bed() -> tuple[dict, list]:
+    t = Tree("Bed")
+    p = add_inputs(t, BED_PARAMS)
+    w, ln, fh, rh, ls = p["Width"], p["Length"], p["Frame Height"], p["Rail Height"], p["Leg Size"]
+    mt, bt = p["Mattress Thickness"], p["Board Thickness"]
+    frame = t.transform(t.cube(t.vec(w, ln, rh), name="Frame"), translation=t.vec(0.0, 0.0, fh - rh / 2.0))
+    lh = fh - rh
+    leg = t.transform(t.cube(t.vec(ls, ls, lh), name="Leg"), translation=t.vec(0.0, 0.0, lh / 2.0))
+    legs = t.instance(t.grid(w - ls, ln - ls, 2, 2, name="Leg Corners"), leg)
+    mattress = t.transform(t.cube(t.vec(w - 0.04, ln - 0.04, mt), name="Mattress"), translation=t.vec(0.0, 0.0, fh + mt / 2.0))
+    hh = fh + p["Headboard Height"]
+    head = t.transform(t.cube(t.vec(w, bt, hh), name="Headboard"), translation=t.vec(0.0, ln / 2.0 + bt / 2.0, hh / 2.0))
+    fb = fh + p["Footboard Height"]
+    foot = t.transform(t.cube(t.vec(w, bt, fb), name="Footboard"), translation=t.vec(0.0, -(ln / 2.0 + bt / 2.0), fb / 2.0))
+    head = t.switch("GEOMETRY", p["Has Headboard"], None, head)
+    foot = t.switch("GEOMETRY", p["Has Footboard"], None, foot)
+    t.output(t.realize(t.join(frame, legs, mattress, head, foot)))
+    return graph(t), BED_PARAMS
+
+
+LIBRARY = {
+    "chair": ("seating", "chair: square/round/pedestal legs, stretchers, solid or slatted back, arms"),
+    "stool": ("seating", "stool: square or round seat, four square/round legs with stretchers, or a pedestal"),
+    "sofa": ("seating", "sofa: base, seat cushions, back, optional arms and legs"),
+    "table": ("table", "table: rectangular/oval top, square/round/trestle legs, apron, shelf"),
+    "desk": ("table", "desk: top on legs or side panels, drawer pedestal (right/left) with handles, modesty panel"),
+    "cabinet": ("storage", "cabinet: shelves (with doors) or a stack of drawers with handles, back, legs"),
+    "sideboard": ("storage", "sideboard: overhanging top, plinth or legs, rows of drawers above doors, handles"),
+    "bookshelf": ("storage", "bookshelf: shelf and divider counts, kick plate, back, optional overhanging top"),
+    "bed": ("bed", "bed: frame on legs, mattress, headboard, footboard"),
+}
+"""Program -> (category, one-line description), written into each params.json (``category``,
+``description``; ``splat programs`` and ``--category`` read them)."""
+
+PROGRAMS = {"chair": chair, "table": table, "cabinet": cabinet, "bookshelf": bookshelf, "stool": stool,
+            "sideboard": sideboard, "desk": desk, "sofa": sofa, "bed": bed}
 
 
 def main() -> None:
@@ -291,7 +583,9 @@ def main() -> None:
     for name, build in PROGRAMS.items():
         g, params = build()
         write_json_atomic(HERE / name / "graph.json", g, indent=1)
-        write_json_atomic(HERE / name / "params.json", {"format": "splat.params/1", "params": params}, indent=1)
+        category, description = LIBRARY[name]
+        write_json_atomic(HERE / name / "params.json", {"format": "splat.params/1", "category": category,
+                                                        "description": description, "params": params}, indent=1)
         print(f"wrote splat/programs/{name}: {sum(len(t['nodes']) for t in g['trees'].values())} nodes")
 
 

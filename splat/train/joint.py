@@ -33,6 +33,7 @@ from splat.train.losses import (
     photometric_loss,
     scale_loss,
 )
+from splat.maths import rotvec_to_rotmat
 from splat.program import ProgramFit
 
 
@@ -59,13 +60,16 @@ def gaussian_lrs(cfg: TrainConfig) -> dict[str, float]:
 
 
 def make_optimizers(cfg: TrainConfig, gaussians: ProceduralGaussians, fit: ProgramFit,
-                    exposure: torch.nn.Parameter | None = None) -> dict[str, torch.optim.Adam]:
+                    exposure: torch.nn.Parameter | None = None,
+                    pose: torch.nn.Parameter | None = None) -> dict[str, torch.optim.Adam]:
     lrs = gaussian_lrs(cfg)
     opts = {name: torch.optim.Adam([p], lr=lrs[name], eps=1e-15) for name, p in gaussians.params.items()}
     opts["program"] = torch.optim.Adam(fit.program_parameters(), lr=cfg.optim.lr_program)
     opts["placement"] = torch.optim.Adam(fit.placement_parameters(), lr=cfg.optim.lr_placement)
     if exposure is not None:
         opts["exposure"] = torch.optim.Adam([exposure], lr=cfg.optim.lr_exposure)
+    if pose is not None:
+        opts["pose"] = torch.optim.Adam([pose], lr=cfg.optim.lr_pose)
     return opts
 
 
@@ -76,6 +80,8 @@ def base_lr(cfg: TrainConfig, name: str) -> float:
         return cfg.optim.lr_placement
     if name == "exposure":
         return cfg.optim.lr_exposure
+    if name == "pose":
+        return cfg.optim.lr_pose
     return gaussian_lrs(cfg)[name]
 
 
@@ -87,6 +93,16 @@ def identity_exposure(num_views: int, dtype: torch.dtype = torch.float32) -> tor
 def apply_exposure(rgb: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
     """``rgb [H, W, 3]`` through one view's ``[3, 4]`` correction: ``A rgb + b``."""
     return rgb @ affine[:, :3].T + affine[:, 3]
+
+
+def corrected_viewmat(viewmat: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``viewmat [4, 4]`` (world->camera) corrected by ``delta [6]`` (rotation vector, translation in
+    metres) on the camera side: ``[R(w) | t] @ viewmat``."""
+    d = torch.eye(4, dtype=viewmat.dtype, device=viewmat.device)
+    d = torch.cat([torch.cat([rotvec_to_rotmat(delta[:3].to(viewmat.dtype)), delta[3:, None].to(viewmat.dtype)], 1),
+                   d[3:]], 0)
+    return d @ viewmat
+
 
 
 def set_learning_rates(cfg: TrainConfig, opts: dict[str, torch.optim.Optimizer], step: int) -> None:
@@ -121,7 +137,10 @@ class JointTrainer:
         # per-train-view colour corrections (only with optim.lr_exposure > 0: clean renders need none)
         self.exposure = (torch.nn.Parameter(identity_exposure(data.num_views, data.images.dtype))
                          if cfg.optim.lr_exposure > 0 else None)
-        self.opts = make_optimizers(cfg, gaussians, fit, self.exposure)
+        # per-train-view pose corrections (only with optim.lr_pose > 0: SLAM poses off by centimetres)
+        self.pose = (torch.nn.Parameter(torch.zeros(data.num_views, 6, dtype=data.viewmats.dtype))
+                     if cfg.optim.lr_pose > 0 else None)
+        self.opts = make_optimizers(cfg, gaussians, fit, self.exposure, self.pose)
         self.densifier = Densifier(cfg.densify, len(gaussians))
         self.raster = dataclasses.replace(cfg.raster, render_mode="RGB+ED")  # colours + expected depth
         samples = canonical_surface_samples(gaussians.keys, 4096, torch.Generator().manual_seed(cfg.seed))
@@ -143,6 +162,7 @@ class JointTrainer:
             "densifier": self.densifier.state(),
             "surface_reg": self.surface_reg.state(),
             "exposure": None if self.exposure is None else self.exposure.detach().clone(),
+            "pose": None if self.pose is None else self.pose.detach().clone(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -152,7 +172,11 @@ class JointTrainer:
         if self.exposure is not None:
             with torch.no_grad():
                 self.exposure.copy_(state["exposure"])
-        self.opts = make_optimizers(self.cfg, self.gaussians, self.fit, self.exposure)
+        if self.pose is not None:
+            with torch.no_grad():
+                if state.get("pose") is not None:
+                    self.pose.copy_(state["pose"])
+        self.opts = make_optimizers(self.cfg, self.gaussians, self.fit, self.exposure, self.pose)
         for k, o in self.opts.items():
             o.load_state_dict(state["optimizers"][k])
         self.densifier.load_state(state["densifier"])
@@ -184,7 +208,8 @@ class JointTrainer:
         set_learning_rates(cfg, self.opts, step)
         v = int(torch.randint(data.num_views, (1,), generator=self.generator))
         geo = self.fit.geometry()
-        res, world = self.render(data.viewmats[v], data.Ks[v], geo, data)
+        viewmat = data.viewmats[v] if self.pose is None else corrected_viewmat(data.viewmats[v], self.pose[v])
+        res, world = self.render(viewmat, data.Ks[v], geo, data)
         res.means2d.retain_grad()
         rgb, ed, alpha = res.colors[0, ..., :3], res.colors[0, ..., 3], res.alphas[0, ..., 0]
         if self.exposure is not None:
@@ -212,6 +237,8 @@ class JointTrainer:
         if self.exposure is not None and lc.exposure > 0:
             ident = identity_exposure(1, self.exposure.dtype)[0]
             loss = loss + lc.exposure * (self.exposure[v] - ident).square().sum()
+        if self.pose is not None and lc.pose > 0:
+            loss = loss + lc.pose * self.pose[v].square().sum()
         l_cham = zero
         geometry_trains = cfg.optim.lr_program > 0 or cfg.optim.lr_placement > 0
         if cfg.loss.chamfer > 0 and geometry_trains and step >= cfg.optim.program_start and data.scan.shape[0] > 0:

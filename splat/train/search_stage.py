@@ -9,6 +9,7 @@ x/y, base on the scan's lowest point, no rotation/scale).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -50,16 +51,10 @@ def search_stage(program: ShapeProgram, data: TrainData, cfg: TrainConfig, gener
     return _run_search(program, data, cfg, generator)
 
 
-def _run_search(program: ShapeProgram, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> SearchOutcome:
+def _search_inputs(data: TrainData, cfg: TrainConfig):
+    """The run's search settings (seed, progress, floor filled in) and its scan views (None without depth)."""
     import dataclasses
-    import math
-    import time
 
-    from splat.search import search
-
-    from splat.maths import placement_matrix
-
-    t0 = time.perf_counter()
     s = cfg.search
     floor = data.floor if s.placement.floor is None else s.placement.floor
     settings = dataclasses.replace(s, seed=cfg.seed, progress=cfg.log.progress,
@@ -69,7 +64,27 @@ def _run_search(program: ShapeProgram, data: TrainData, cfg: TrainConfig, genera
         from splat.search.views import ScanViews
 
         views = ScanViews(data.viewmats, data.Ks, data.depths, data.masks)
+    return settings, views
+
+
+def _run_search(program: ShapeProgram, data: TrainData, cfg: TrainConfig, generator: torch.Generator) -> SearchOutcome:
+    import time
+
+    from splat.search import search
+
+    t0 = time.perf_counter()
+    settings, views = _search_inputs(data, cfg)
     res = search(program, data.scan, settings, views=views)
+    return _outcome(program, res, data, cfg, t0)
+
+
+def _outcome(program: ShapeProgram, res: Any, data: TrainData, cfg: TrainConfig, t0: float) -> SearchOutcome:
+    """The search result ``res`` as the stage's outcome, after the silhouette check of its structure."""
+    import math
+    import time
+
+    from splat.maths import placement_matrix
+
     placement = placement_matrix(torch.tensor(res.translation, dtype=torch.float64),
                                  torch.tensor(float(res.yaw), dtype=torch.float64),
                                  torch.tensor(math.log(float(res.scale)), dtype=torch.float64))
@@ -84,4 +99,35 @@ def _run_search(program: ShapeProgram, data: TrainData, cfg: TrainConfig, genera
                                              seed=cfg.seed)
         info.update({f"check_{k}": v for k, v in check.items()})
         info["check_seconds"] = time.perf_counter() - t1
+    if cfg.structure.edge_check:
+        from splat.train.edges import edge_check
+
+        settings, views = _search_inputs(data, cfg)
+        assignment, placement, edges = edge_check(program, assignment, placement.detach(), data, settings, views,
+                                                  tolerance=cfg.structure.edge_tolerance, seed=cfg.seed)
+        info.update({f"edges_{k}": v for k, v in edges.items()})
     return SearchOutcome(assignment, placement.detach(), info)
+
+
+def choose_stage(data: TrainData, cfg: TrainConfig, report: Path | None = None) -> tuple[ShapeProgram, SearchOutcome]:
+    """``--program auto``: the structure search of every library program (of ``cfg.category``) on the scan
+    (:func:`splat.search.choose.choose_program`, ``cfg.choice``), the winner's outcome as
+    :func:`search_stage`'s. ``report``: where the ranking is written (``splat.choice/1``)."""
+    import time
+
+    from splat.io import write_json_atomic
+    from splat.search.choose import choose_program, library_programs
+
+    t0 = time.perf_counter()
+    programs = library_programs(cfg.category or None, field="category")
+    settings, views = _search_inputs(data, cfg)
+    choice = choose_program(programs, data.scan, settings, cfg.choice, views=views,
+                            log=print if cfg.log.progress else None)
+    if cfg.log.progress:
+        print(choice.summary())
+    if report is not None:
+        write_json_atomic(report, choice.as_dict())
+    outcome = _outcome(choice.program, choice.result, data, cfg, t0)
+    outcome.info.update({"choice_margin": choice.margin, "choice_seconds": choice.seconds,
+                         "choice_first_round_seconds": choice.first_round_seconds})
+    return choice.program, outcome

@@ -11,6 +11,7 @@ ever see :class:`splat.train.data.TrainData` (train frames); the held-out views 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,8 +26,8 @@ from splat.config import TrainConfig, load_config, save_config, validate_config
 from splat.train.data import train_data
 from splat.train.joint import JointTrainer, StepStats
 from splat.runs import RunDir, load_checkpoint, resolve_run_dir, save_checkpoint
-from splat.train.search_stage import SearchOutcome, search_stage
-from splat.workspace import program_for, scene_dir
+from splat.train.search_stage import SearchOutcome, choose_stage, search_stage
+from splat.workspace import program_for, scene_dir, wants_program_choice
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,32 @@ def train(cfg: TrainConfig, *, on_step: Callable[[JointTrainer, StepStats], None
         torch.set_num_threads(threads_before)
 
 
+def corrections_summary(trainer: JointTrainer, names: list[str]) -> dict[str, Any]:
+    """The learned per-train-image corrections (``optim.lr_exposure`` / ``optim.lr_pose``), by frame name:
+    colour ``[A | b]`` rows, pose rotation (degrees) and translation (cm) on the camera side, and the
+    median/max sizes of the pose corrections."""
+    out: dict[str, Any] = {"format": "splat.corrections/1", "frames": {n: {} for n in names}}
+    if trainer.exposure is not None:
+        for n, a in zip(names, trainer.exposure.detach().double().tolist()):
+            out["frames"][n]["colour"] = [[round(x, 5) for x in row] for row in a]
+    if trainer.pose is not None:
+        d = trainer.pose.detach().double()
+        rot_deg = d[:, :3].norm(dim=1) * (180.0 / math.pi)
+        trans_cm = d[:, 3:].norm(dim=1) * 100.0
+        for i, n in enumerate(names):
+            out["frames"][n]["rotation_deg"] = [round(float(x) * 180.0 / math.pi, 4) for x in d[i, :3]]
+            out["frames"][n]["translation_cm"] = [round(float(x) * 100.0, 3) for x in d[i, 3:]]
+        out["pose"] = {"median_rotation_deg": float(rot_deg.median()), "max_rotation_deg": float(rot_deg.max()),
+                       "median_translation_cm": float(trans_cm.median()), "max_translation_cm": float(trans_cm.max())}
+    return out
+
+
 def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
            on_step: Callable[[JointTrainer, StepStats], None] | None, t0: float) -> TrainResult:
 
     scene = load_scene(scene_dir(cfg.scene))
-    program = program_for(scene, cfg.program)
+    choose = ckpt is None and wants_program_choice(scene, cfg.program)  # --program auto (splat.search.choose)
+    program = None if choose else program_for(scene, cfg.program)
     generator = torch.Generator().manual_seed(cfg.seed)
     data = train_data(scene, max_scan_points=cfg.scan.points, generator=generator,
                       background=cfg.background, device=cfg.device, scan_voxel=cfg.scan.voxel or None)
@@ -77,6 +99,11 @@ def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
         generator.set_state(ckpt["rng"])
         outcome = SearchOutcome(dict(ckpt["search"]["assignment"]), ckpt["search"]["placement"].double(),
                                 dict(ckpt["search"].get("info", {})))
+    elif choose:
+        program, outcome = choose_stage(data, cfg, rd.root / "choice.json")
+        # the run's program from now on: --resume, export and evaluate read it from config.json
+        cfg = dataclasses.replace(cfg, program=program.name)
+        save_config(rd.config, dataclasses.replace(cfg, resume=False, run=rd.root.name))
     else:
         outcome = search_stage(program, data, cfg, generator)
 
@@ -114,6 +141,9 @@ def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
             logger.scalars(0, {k: v for k, v in outcome.info.items() if isinstance(v, (int, float))}, prefix="search")
         trainer.run(on_step=on_step, logger=logger, checkpoint=checkpoint)
         checkpoint()
+        if trainer.exposure is not None or trainer.pose is not None:
+            names = [scene.names[i] for i in scene.split["train"]]
+            write_json_atomic(rd.root / "corrections.json", corrections_summary(trainer, names))
         # (c) the editable assets, then the one evaluation (splat.evaluate, the same as `splat evaluate`)
         # of that asset on the held-out views: metrics.json has eval_metrics.json's schema and numbers
         from splat.evaluate import EvalOptions, evaluate_asset

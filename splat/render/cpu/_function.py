@@ -31,33 +31,28 @@ class _RasterizeToPixels(torch.autograd.Function):
     def forward(ctx, means2d, conics, colors, opacities, background, radii, depths, width, height):
         ext = load_kernel()
         means2d, conics, colors, opacities = (x.contiguous() for x in (means2d, conics, colors, opacities))
-        img, final_t, n_contrib, offsets, ids = ext.forward(
-            means2d, conics, colors, opacities, radii.contiguous(), depths.contiguous(), width, height
-        )
         if background is not None:
-            img = img + final_t[..., None] * background
-        ctx.save_for_backward(means2d, conics, colors, opacities, background, offsets, ids, final_t, n_contrib)
+            background = background.contiguous()
+        # The background term (img += T_final * bg) and alpha = 1 - T_final are done in the kernel: torch
+        # ops on whole images would run on torch's OpenMP pool, slow to wake when the cores are shared.
+        img, alpha, final_t, n_contrib, offsets, ids, records = ext.forward(
+            means2d, conics, colors, opacities, radii.contiguous(), depths.contiguous(), background, width, height
+        )
+        # records: each Gaussian packed as the tile loops read it ([N, 10 + D]); all the backward needs.
+        ctx.save_for_backward(records, background, offsets, ids, final_t, n_contrib)
         ctx.size = (width, height)
-        alpha = (1 - final_t)[..., None]
-        ctx.mark_non_differentiable(final_t)
         return img, alpha
 
     @staticmethod
     def backward(ctx, v_img, v_alpha):
-        means2d, conics, colors, opacities, background, offsets, ids, final_t, n_contrib = ctx.saved_tensors
+        records, background, offsets, ids, final_t, n_contrib = ctx.saved_tensors
         width, height = ctx.size
-        v_img = v_img.contiguous()
-        v_a = v_alpha[..., 0]
-        v_bg = None
-        if background is not None:
-            # img = C + T_final * bg and T_final = 1 - alpha: fold bg into the alpha gradient.
-            v_a = v_a - (v_img * background).sum(-1)
-            if ctx.needs_input_grad[4]:
-                v_bg = (final_t[..., None] * v_img).sum((0, 1))
-        v_means2d, v_conics, v_colors, v_opac = load_kernel().backward(
-            means2d, conics, colors, opacities, offsets, ids, final_t, n_contrib, v_img,
-            v_a.contiguous(), width, height,
+        v_means2d, v_conics, v_colors, v_opac, v_bg = load_kernel().backward(
+            records, background, offsets, ids, final_t, n_contrib, v_img.contiguous(), v_alpha.contiguous(),
+            width, height,
         )
+        if background is None or not ctx.needs_input_grad[4]:
+            v_bg = None
         return v_means2d, v_conics, v_colors, v_opac, v_bg, None, None, None, None
 
 
