@@ -65,12 +65,11 @@ class StructureConfig:
     """After the search, re-check the discrete parameters against the train masks (silhouette +
     Chamfer; see splat.train.structure)."""
     edge_check: bool = False
-    """Then let the photos choose among the fits the depth scan cannot tell apart (the winner turned by
-    quarter turns, each with one discrete change; parameters the scan does not see): the one whose
-    part edges fall on image edges wins (splat.train.edges). For captures, whose depth noise hides
-    drawer fronts and handles."""
+    """Then let the photos choose the winner's turn among those the depth scan cannot tell apart (quarter
+    and half turns about +Z): the one whose part edges fall on image edges wins (splat.train.edges). For
+    captures, whose depth noise hides which face has the drawers or doors."""
     edge_tolerance: float = 0.05
-    """With edge_check: alternatives within this fraction of the best scan score compete."""
+    """With edge_check: turns within this fraction of the best scan score compete."""
 
     def validate(self) -> None:
         """Raise :class:`SplatError` naming the field for an out-of-range value."""

@@ -3,15 +3,13 @@
 A closed box scanned by a depth camera looks the same turned a quarter or half turn: its drawers or doors
 stand out of the front by a centimetre or two, which is about the sensor's noise. The structure search
 (:func:`splat.search.search`) then returns one of several equally good fits. This module lists the
-others so that another signal (the photos: :mod:`splat.train.edges`) can choose:
-
-- *turns*: the winner turned a quarter, half and three quarters of a turn about +Z around its centre;
-  for a quarter turn the footprint parameters (``Width`` along program x, ``Depth`` along program y,
-  the library's convention) are swapped, so the turned box covers the same floor area;
-- *neighbours*: each of those with one active discrete parameter set to another value.
-
-Every candidate's continuous parameters and placement are refined against the scan (as the search's
-polishing does) and scored with the search's deterministic comparison score (lower is better).
+others so that another signal (the photos: :mod:`splat.train.edges`) can choose: the winner turned a
+quarter, half and three quarters of a turn about +Z around its centre; for a quarter turn the footprint
+parameters (``Width`` along program x, ``Depth`` along program y, the library's convention) are swapped,
+so the turned box covers the same floor area; and each of those with one discrete change
+(:func:`neighbours`). Every candidate's continuous parameters and placement are
+refined against the scan (as the search's polishing does) and scored with the search's deterministic
+comparison score (lower is better).
 """
 
 from __future__ import annotations
@@ -109,15 +107,6 @@ class Refiner:
                         torch.full_like(span, 0.5))
         cont += t.clamp(0, 1).tolist() + [(_wrap(c.yaw) / math.pi + 1) / 2]
         return g.canonical(Population(disc, torch.tensor([cont], dtype=torch.float64)))
-
-    def score(self, cands: list[Candidate]) -> list[float]:
-        """The comparison scores of ``cands`` as they are (no refinement)."""
-        if not cands:
-            return []
-        s = self.settings
-        pop = cat([self.encode(c) for c in cands])
-        return _compare(self.program, self.genomes, pop, self.target, s.chamfer, s.compare_samples, "cpu",
-                        self.views, self.margin).tolist()
 
     def __call__(self, cands: list[Candidate]) -> list[Candidate]:
         """``cands`` refined (continuous parameters and placement, batched) and scored; where a refined
