@@ -113,8 +113,8 @@ def test_edge_score_prefers_the_true_drawers(cabinet_scene):
 @pytest.mark.slow
 def test_edge_check_turns_a_winner_whose_drawers_face_the_wrong_way(cabinet_scene):
     """A winner with its drawers on a long, blank face and one drawer too few (as the depth-only search
-    returns on a capture) is turned to the face that has them; the drawer lines there are clear enough
-    (alternating fronts) for the recount to pass the margin."""
+    returns on a capture) is turned to the face that has them; with a margin of 0.1 the drawer lines
+    (alternating fronts) also recount it."""
     import dataclasses
 
     from splat.maths import decompose_placement, placement_matrix
@@ -127,16 +127,16 @@ def test_edge_check_turns_a_winner_whose_drawers_face_the_wrong_way(cabinet_scen
     settings = dataclasses.replace(SearchSettings(), polish=RefineSettings(steps=10, lr=0.01, samples=1024),
                                    compare_samples=4096, final_target_points=4096)
     settings = dataclasses.replace(settings, placement=dataclasses.replace(settings.placement, floor=0.0))
-    assignment, pl, info = edge_check(program, wrong, placement, data, settings, None)
+    assignment, pl, info = edge_check(program, wrong, placement, data, settings, None, margin=0.1)
     assert info["chosen"].split(",")[0] in ("turned 90", "turned 270") and info["turns"] >= 2, info
     _, yaw, _ = decompose_placement(pl)
     front = torch.stack([torch.sin(yaw), -torch.cos(yaw)])  # Rz(yaw) @ (0, -1): where the drawers face
     assert float(front @ torch.tensor([-1.0, 0.0], dtype=F64)) > 0.99, (float(yaw), info)
     assert abs(assignment["Width"] - 0.5) < 0.02 and abs(assignment["Depth"] - 0.8) < 0.02, assignment
     assert assignment["Drawer Count"] == 4 and assignment["Interior"] == 1, (assignment, info)
-    # with a margin no recount can pass, the turn is still chosen by its best neighbour's edges, and the
+    # by default no recount is taken: the turn is still chosen by its best neighbour's edges, and the
     # winner's discrete parameters stay
-    kept, pl2, info2 = edge_check(program, wrong, placement, data, settings, None, margin=100.0)
+    kept, pl2, info2 = edge_check(program, wrong, placement, data, settings, None)
     _, yaw2, _ = decompose_placement(pl2)
     assert float(torch.stack([torch.sin(yaw2), -torch.cos(yaw2)]) @ torch.tensor([-1.0, 0.0], dtype=F64)) > 0.99, info2
     assert kept["Drawer Count"] == 3 and info2["chosen"] in ("turned 90", "turned 270"), info2
