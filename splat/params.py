@@ -63,6 +63,12 @@ class Param:
     def continuous(self) -> bool:
         return self.type == "float"
 
+    def values(self) -> list[Any]:
+        """Every value of a discrete parameter (bool: False, True; int: low..high)."""
+        if self.type == "bool":
+            return [False, True]
+        return list(range(int(self.low), int(self.high) + 1))
+
 
 def _is_num(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -72,8 +72,7 @@ def neighbours(program: ShapeProgram, base: Candidate) -> list[Candidate]:
     for p in space:
         if p.type == "float" or not active.get(p.name, False) or p.low == p.high:
             continue
-        values = (False, True) if p.type == "bool" else range(int(p.low), int(p.high) + 1)
-        for v in values:
+        for v in p.values():
             if v != base.assignment[p.name]:
                 a = dict(base.assignment)
                 a[p.name] = v

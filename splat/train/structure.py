@@ -65,12 +65,6 @@ class SilhouetteScorer:
         return float((res.alphas[..., 0] - self.masks.float()).abs().mean()), cham
 
 
-def _alternatives(param: Any) -> list[Any]:
-    if param.type == "bool":
-        return [False, True]
-    return list(range(int(param.low), int(param.high) + 1))
-
-
 def refine_structure(program: ShapeProgram, assignment: dict[str, Any], placement: torch.Tensor, data: TrainData, *,
                      sweeps: int = 2, margin: float = 0.03, raster: RasterSettings | None = None,
                      seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -100,7 +94,7 @@ def refine_structure(program: ShapeProgram, assignment: dict[str, Any], placemen
         for p in space.params:
             if p.type == "float" or not space.active(best)[p.name]:
                 continue
-            for value in _alternatives(p):
+            for value in p.values():
                 if value == best[p.name]:
                     continue
                 base = dict(best)
@@ -111,7 +105,7 @@ def refine_structure(program: ShapeProgram, assignment: dict[str, Any], placemen
                          if a and not act_before[n] and by_name[n].type != "float"]
                 combos: list[dict[str, Any]] = [{}]
                 for q in woken:
-                    combos = [dict(c, **{q.name: v}) for c in combos for v in _alternatives(q)]
+                    combos = [dict(c, **{q.name: v}) for c in combos for v in q.values()]
                 for extra in combos[:16]:
                     cand = dict(base, **extra)
                     key = tuple(sorted(cand.items()))
