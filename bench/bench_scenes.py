@@ -9,10 +9,16 @@ continuous parameters) and discrete accuracy. A scene without a program of its o
 (the third-party ``stool``) is fitted with the ``table`` program and the table preset, its closest
 approximation; it has no ground-truth parameters, so those columns are empty.
 
-    python bench/bench_scenes.py [--scenes chair,table] [--quick] [--out DIR] [--results bench/RESULTS.md]
+    python bench/bench_scenes.py [--scenes chair,table] [--quick] [--baseline] [--out DIR]
+                                 [--results bench/RESULTS.md]
 
 ``--quick`` shrinks the search and the joint stage (a check that the pipeline runs, not quality numbers;
-its rows are labelled quick). Each run appends a section with the date, the machine (nproc, load
+its rows are labelled quick). ``--baseline`` also trains, beside each scene's procedural run and with the
+same config, the unconstrained 3DGS baseline (``splat.train.baseline.train_baseline``: the same
+JointTrainer, rasterizer, train views, steps, learning rates and Gaussian budget, no program, scored on
+the same test views by the same function) and adds a second table: procedural and baseline PSNR/SSIM
+side by side, their difference in dB, the masked colour-corrected PSNR where the scene has masks, and
+the wall time of each. Each run appends a section with the date, the machine (nproc, load
 average) and the git commit; the file is rewritten atomically. Other jobs share the cores, so wall times
 are noisy: compare them only with the load average beside them.
 """
@@ -23,6 +29,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import subprocess
 import sys
@@ -124,6 +131,31 @@ whole training run (search + joint stage + the trainer's evaluation) on a shared
 """
 
 
+def baseline_row(scene: str, quick: bool, seconds: float, m: dict, base_seconds: float, b) -> str:
+    """One row of the procedural-vs-baseline table: ``m`` the run's metrics.json, ``b`` a BaselineResult."""
+    t = m.get("test", {})
+    p, bp = t.get("psnr"), b.test.psnr
+    diff = None if p is None or not math.isfinite(bp) else p - bp
+    base = b.test.as_dict()
+    cells = [scene + (" (quick)" if quick else ""),
+             _fmt(p, ".2f"), _fmt(t.get("ssim"), ".4f"), _fmt(base["psnr"], ".2f"), _fmt(base["ssim"], ".4f"),
+             _fmt(diff, "+.2f"), _fmt(t.get("psnr_masked_cc"), ".2f"), _fmt(base["psnr_masked_cc"], ".2f"),
+             str(m.get("num_gaussians", "-")), str(b.num_gaussians), f"{seconds:.0f}", f"{base_seconds:.0f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+BASELINE_HEADER = ("| scene | procedural PSNR dB | procedural SSIM | baseline PSNR dB | baseline SSIM | "
+                   "procedural - baseline dB | procedural masked-cc PSNR | baseline masked-cc PSNR | "
+                   "procedural Gaussians | baseline Gaussians | procedural wall s | baseline wall s |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+BASELINE_NOTE = ("Baseline: unconstrained 3DGS (splat.train.baseline) with the scene's config: same "
+                 "JointTrainer, rasterizer, train views, steps, learning rates, num_init and densify budget; "
+                 "initialised from the fused train depth; no program, Chamfer or surface term. Same held-out "
+                 "views and image metrics (splat.evaluate.image_scores). Procedural wall time includes the "
+                 "structure search and the geometry evaluation, the baseline's does not.")
+
+
 def append_section(results: Path, text: str) -> None:
     from splat.io import write_text_atomic
 
@@ -138,6 +170,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder)")
     ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"), help="markdown file to append to")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also train the unconstrained 3DGS baseline beside each scene (same config)")
     args = ap.parse_args()
 
     from splat.train import train
@@ -153,7 +187,7 @@ def main() -> None:
     commit = git_commit()
     print(f"{started}  {machine_before}  commit {commit}  (timings noisy: other jobs share the cores)")
 
-    rows, notes = [], []
+    rows, base_rows, notes = [], [], []
     for name in names:
         cfg, program = scene_config(name, args.quick)
         if cfg is None:
@@ -169,12 +203,23 @@ def main() -> None:
         m = result.metrics  # the trainer's evaluation report (metrics.json, format splat.eval/1)
         rows.append(row(name, program, args.quick, seconds, m))
         print(rows[-1], flush=True)
+        if args.baseline:
+            from splat.train.baseline import train_baseline
+
+            print(f"{name}: training the unconstrained baseline ...", flush=True)
+            t0 = time.perf_counter()
+            b = train_baseline(cfg, out_dir=out / f"baseline_{name}")
+            base_rows.append(baseline_row(name, args.quick, seconds, m, time.perf_counter() - t0, b))
+            print(base_rows[-1], flush=True)
 
     section = [f"## {started}{' (quick)' if args.quick else ''}", "",
                f"- machine: {machine_before} at start, {machine_line()} at end",
                f"- commit: {commit}",
                f"- mode: {'--quick (shrunk search and 150 joint steps: not quality numbers)' if args.quick else 'presets'}",
                *notes, "", HEADER, *rows]
+    if base_rows:
+        section += ["", "Procedural vs unconstrained 3DGS baseline (same run). " + BASELINE_NOTE, "",
+                    BASELINE_HEADER, *base_rows]
     text = "\n".join(section)
     print("\n" + text)
     if rows:

@@ -200,6 +200,20 @@ class LossConfig:
     chamfer_trim: float = 0.0
     """Fraction in [0, 0.5) of the scan points farthest from the program left out of the Chamfer loss
     (clutter or floor left in a capture's scan; 0: none)."""
+    mesh_silhouette: float = 0.0
+    """Weight of the L1 between the program mesh's anti-aliased silhouette and the object mask
+    (:mod:`splat.ops.mesh_raster`; only while the program or placement trains). Unlike the Gaussians'
+    alpha, the mesh's outline ends where its faces end, so its optimum is at the true edges."""
+    mesh_depth: float = 0.0
+    """Weight of the L1 between the program mesh's rendered z-depth and the depth map (metres scaled by
+    1/extent, on the mask; only while the program or placement trains)."""
+    mesh_max_residual: float = 0.02
+    """Metres; mesh-depth residuals above this are left out (a pixel that sees another part or surface
+    than the mesh says: the silhouette, not the depth, settles such pixels)."""
+    gaussian_geometry_grad: bool = True
+    """Whether the losses on the Gaussians' render (photometric, mask, depth) reach the program's
+    parameters and placement (False: the Gaussians follow the geometry, which learns only from the
+    mesh's silhouette and depth and the Chamfer loss)."""
     exposure: float = 0.01
     """Weight of the pull of the per-image colour corrections towards the identity (with
     ``optim.lr_exposure`` > 0): fixes the gauge between the corrections and the Gaussians' colours."""
@@ -211,7 +225,8 @@ class LossConfig:
     def validate(self) -> None:
         """Raise :class:`SplatError` naming the field for an out-of-range value."""
         for name in ("ssim", "mask", "depth", "chamfer", "surface", "scale", "occlusion_margin",
-                     "depth_max_residual", "exposure", "pose"):
+                     "depth_max_residual", "exposure", "pose", "mesh_silhouette", "mesh_depth",
+                     "mesh_max_residual"):
             if getattr(self, name) < 0.0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         if self.ssim > 1.0:

@@ -259,14 +259,31 @@ class EvalReport:
 # ------------------------------------------------------------------------------------------ computing it
 
 
-def _image_scores(asset: Any, scene: Any, view_settings: Any, renders_dir: Path | None) -> ImageScores:
+def image_scores(world: Any, scene: Any, options: EvalOptions = EvalOptions(), *,
+                 renders_dir: Path | None = None) -> ImageScores:
+    """The held-out image metrics of world Gaussians (``report.test`` of :func:`evaluate_asset`).
+
+    ``world`` (a :class:`splat.gaussians.WorldGaussians`, or anything with means, covars, opacities, sh)
+    is rendered into the scene's ``test`` cameras over ``options.background`` (else the scene's) and
+    scored by the same code as an asset's evaluation, so Gaussians that no program owns (the
+    unconstrained baseline, :mod:`splat.train.baseline`) are measured exactly as a run is.
+    """
+    from splat.data import scene_background
+    from splat.render.frames import ViewSettings
+
+    vs = ViewSettings(background=scene_background(scene, options.background), backend=options.backend,
+                      near_plane=options.near_plane)
+    return _image_scores(world, scene, vs, renders_dir)
+
+
+def _image_scores(world: Any, scene: Any, view_settings: Any, renders_dir: Path | None) -> ImageScores:
     from splat.metrics import psnr, ssim
     from splat.render.frames import render_views
 
     idx = list(scene.split["test"])
     if not idx:
         return ImageScores(0, math.nan, math.nan, math.nan, math.nan, {})
-    views = render_views(asset.world_gaussians(), [scene.cameras[i] for i in idx], view_settings)
+    views = render_views(world, [scene.cameras[i] for i in idx], view_settings)
     per: dict[str, ViewScores] = {}
     masked: list[ViewScores] = []  # the views with a non-empty mask
     for i, v in zip(idx, views):
@@ -379,7 +396,7 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
         raise SplatError(f"must be >= 16, got {options.surface_samples}", field="surface_samples")
     background = scene_background(scene, options.background)
     vs = ViewSettings(background=background, backend=options.backend, near_plane=options.near_plane)
-    test = _image_scores(asset, scene, vs, renders_dir)
+    test = _image_scores(asset.world_gaussians(), scene, vs, renders_dir)
 
     rm = asset.geometry(dtype=torch.float64).realize()
     faces = rm.faces[rm.face_active[0]]

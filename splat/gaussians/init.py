@@ -276,3 +276,49 @@ def canonical_surface_samples(keys: Sequence[Any], num: int,
         nrm = nrm / torch.linalg.vector_norm(nrm, dim=-1, keepdim=True).clamp_min(1e-30)
         out.append(((bary[:, :, None] * tri[face]).sum(1), nrm[face]))
     return out
+
+
+def init_point_gaussians(
+    points: Tensor,
+    key: Any,
+    settings: InitSettings,
+    views: TrainViews | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> ProceduralGaussians:
+    """Gaussians initialised as 3DGS does from a point cloud, all owned by one primitive ``key``.
+
+    For a part whose pushforward is the identity (``A = M S = I``, ``t = 0``: canonical = world), this is
+    unconstrained 3DGS in :class:`ProceduralGaussians`' clothes (the baseline of :mod:`splat.train.baseline`):
+    one Gaussian per point ``points [P, 3]`` (world metres), isotropic, its standard deviation the root
+    mean squared distance to its 3 nearest neighbours (3DGS's ``distCUDA2``), identity rotation, opacity
+    ``settings.init_opacity``, colour the mean of the ``views``' pixels that see the point (the visibility
+    test of :func:`init_gaussians`: in front, within ``depth_tolerance`` of the depth map, inside the
+    mask), else ``settings.constant_color``; higher SH degrees start at zero.
+    """
+    from splat.ops import knn_points
+
+    if points.ndim != 2 or points.shape[-1] != 3 or points.shape[0] < 2:
+        raise ValueError(f"expected points [P >= 2, 3], got {list(points.shape)}")
+    f64 = torch.float64
+    p = points.detach().to(f64).cpu()
+    n = p.shape[0]
+    k = min(3, n - 1)
+    d2 = knn_points(p[None], p[None], K=k + 1).dists[0, :, 1:]  # the nearest is the point itself
+    sigma = d2.mean(-1).clamp_min(1e-14).sqrt()
+    color = torch.tensor(settings.constant_color, dtype=f64).expand(n, 3).clone()
+    if views is not None and settings.color_mode == "project":
+        cnt, csum = _visibility(p, views, settings.depth_tolerance)
+        seen = cnt > 0
+        color[seen] = csum[seen] / cnt[seen, None]
+    K = (settings.sh_degree + 1) ** 2
+    logit = torch.logit(torch.tensor(settings.init_opacity, dtype=f64))
+    params = {
+        "means": p.to(dtype),
+        "quats": torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=dtype).expand(n, 4).clone(),
+        "log_scales": sigma.log()[:, None].expand(n, 3).to(dtype).clone(),
+        "opacity_logits": torch.full((n,), float(logit), dtype=dtype),
+        "sh0": rgb_to_sh_dc(color).to(dtype)[:, None, :],
+        "shN": torch.zeros(n, K - 1, 3, dtype=dtype),
+    }
+    return ProceduralGaussians([key], params, torch.zeros(n, dtype=torch.long), settings.sh_degree)

@@ -111,6 +111,13 @@ class Geometry:
         """Every part moved by ``m`` [B, 4, 4]."""
         return Geometry(self.batch_size, tuple(p.with_transform(m) for p in self.parts))
 
+    def detached(self) -> "Geometry":
+        """The same parts with their shapes and transforms cut from the autograd graph (a consumer that
+        should follow the geometry without moving it)."""
+        parts = tuple(replace(p, shape={k: v.detach() for k, v in p.shape.items()}, transform=p.transform.detach())
+                      for p in self.parts)
+        return Geometry(self.batch_size, parts)
+
     def masked(self, mask: Tensor) -> "Geometry":
         """Parts kept only where ``mask`` [B] bool; parts left inactive everywhere are dropped."""
         parts = tuple(p.with_active(mask) for p in self.parts)

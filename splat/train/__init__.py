@@ -8,6 +8,8 @@ Public API:
 - :class:`JointTrainer` (joint.py), :class:`TrainData` / :func:`train_data` (data.py: train frames
   only), logging (logger.py). Stage (c) is :func:`splat.evaluate.evaluate_asset`; run folders and
   checkpoints: :mod:`splat.runs`; the program's trainable state: :class:`splat.program.ProgramFit`.
+- :func:`splat.train.baseline.train_baseline` (baseline.py): the unconstrained 3DGS baseline (the same
+  JointTrainer, one identity pseudo-primitive, no program), scored like a run's test views.
 """
 
 from splat.config import TrainConfig, load_config, save_config, validate_config

@@ -20,6 +20,7 @@ import torch
 
 from splat.gaussians import Densifier, ProceduralGaussians, canonical_surface_samples
 from splat.ops import sample_surface
+from splat.ops.mesh_raster import render_mesh
 from splat.render import rasterize
 from splat.config import TrainConfig
 from splat.train.data import TrainData, downscale_data
@@ -50,6 +51,8 @@ class StepStats:
     surface: float
     scale: float
     num_gaussians: int
+    mesh_silhouette: float = 0.0
+    mesh_depth: float = 0.0
 
 
 def gaussian_lrs(cfg: TrainConfig) -> dict[str, float]:
@@ -209,7 +212,8 @@ class JointTrainer:
         v = int(torch.randint(data.num_views, (1,), generator=self.generator))
         geo = self.fit.geometry()
         viewmat = data.viewmats[v] if self.pose is None else corrected_viewmat(data.viewmats[v], self.pose[v])
-        res, world = self.render(viewmat, data.Ks[v], geo, data)
+        lc = cfg.loss
+        res, world = self.render(viewmat, data.Ks[v], geo if lc.gaussian_geometry_grad else geo.detached(), data)
         res.means2d.retain_grad()
         rgb, ed, alpha = res.colors[0, ..., :3], res.colors[0, ..., 3], res.alphas[0, ..., 0]
         if self.exposure is not None:
@@ -217,7 +221,6 @@ class JointTrainer:
         target = data.images[v]
         mask = data.masks[v] if data.masks is not None else None
         depth = data.depths[v] if data.depths is not None else None
-        lc = cfg.loss
         visible = None  # pixels not hidden by an occluder the model does not hold
         if lc.occlusion_margin > 0 and depth is not None:
             visible = ~occluded_pixels(ed, alpha, depth, lc.occlusion_margin)
@@ -239,14 +242,27 @@ class JointTrainer:
             loss = loss + lc.exposure * (self.exposure[v] - ident).square().sum()
         if self.pose is not None and lc.pose > 0:
             loss = loss + lc.pose * self.pose[v].square().sum()
-        l_cham = zero
-        geometry_trains = cfg.optim.lr_program > 0 or cfg.optim.lr_placement > 0
-        if cfg.loss.chamfer > 0 and geometry_trains and step >= cfg.optim.program_start and data.scan.shape[0] > 0:
-            rm = geo.realize()
+        l_cham = l_msil = l_mdepth = zero
+        geometry_trains = ((cfg.optim.lr_program > 0 or cfg.optim.lr_placement > 0)
+                           and step >= cfg.optim.program_start)
+        rm = geo.realize() if geometry_trains and (lc.chamfer > 0 or lc.mesh_silhouette > 0 or lc.mesh_depth > 0) else None
+        if rm is not None and lc.chamfer > 0 and data.scan.shape[0] > 0:
             s = sample_surface(rm.verts, rm.faces, cfg.loss.chamfer_samples, self.generator,
                                face_active=rm.face_active)
             l_cham = chamfer_loss(s.points[0], self.chamfer_scan, self.extent, trim=lc.chamfer_trim)
             loss = loss + cfg.loss.chamfer * l_cham
+        if rm is not None and ((lc.mesh_silhouette > 0 and mask is not None) or (lc.mesh_depth > 0 and depth is not None)):
+            mv = render_mesh(rm.verts[0], rm.faces, rm.vert_part, rm.face_part, viewmat, data.Ks[v], data.width,
+                             data.height, rm.face_active[0])
+            if lc.mesh_silhouette > 0 and mask is not None:
+                l_msil = mask_loss(mv.alpha, mask, visible)
+                loss = loss + lc.mesh_silhouette * l_msil
+            if lc.mesh_depth > 0 and depth is not None:
+                region = (mv.face >= 0) if mask is None else (mv.face >= 0) & mask
+                if visible is not None:
+                    region = region & visible
+                l_mdepth = depth_loss(mv.depth, depth, region, max_residual=lc.mesh_max_residual)
+                loss = loss + lc.mesh_depth * l_mdepth / self.extent
         l_surf = zero
         if cfg.loss.surface > 0:
             maps = self._linear_maps(geo)
@@ -269,7 +285,8 @@ class JointTrainer:
                 self._densify(world)
         self.step += 1
         f = [float(x.detach()) for x in (loss, l1, photo, l_mask, l_depth, l_cham, l_surf, l_scale)]
-        stats = StepStats(*f, num_gaussians=len(self.gaussians))
+        stats = StepStats(*f, num_gaussians=len(self.gaussians), mesh_silhouette=float(l_msil.detach()),
+                          mesh_depth=float(l_mdepth.detach()))
         return stats, rgb.detach(), target
 
     def _linear_maps(self, geo: Any) -> list[torch.Tensor | None]:
