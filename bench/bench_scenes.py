@@ -156,6 +156,59 @@ BASELINE_NOTE = ("Baseline: unconstrained 3DGS (splat.train.baseline) with the s
                  "structure search and the geometry evaluation, the baseline's does not.")
 
 
+def search_vs_joint(run_root: Path, scene_name: str, m: dict, samples: int) -> tuple[list[str], str] | None:
+    """Per continuous parameter: its error (% of range) after the search (the checkpoint's search result)
+    and after the joint stage (metrics.json), and F-score@1cm to the ground-truth mesh of both programs.
+
+    Returns (per-parameter lines, one summary row) or None without ground-truth parameters.
+    """
+    import torch
+
+    from splat.data import load_scene
+    from splat.evaluate import TAUS, _load_gt_mesh
+    from splat.metrics import geometry_metrics, param_errors, sample_mesh
+    from splat.program import ProgramFit
+    from splat.runs import RunDir, load_checkpoint
+    from splat.workspace import program_for, scene_dir
+
+    scene = load_scene(scene_dir(scene_name))
+    program = program_for(scene, json.loads(RunDir(run_root).config.read_text()).get("program"))
+    joint = (m.get("param_errors") or {}).get("per_param") or {}
+    if not scene.gt_params or not joint:
+        return None
+    ckpt = load_checkpoint(RunDir(run_root).checkpoints)
+    search = ProgramFit(program, dict(ckpt["search"]["assignment"]), ckpt["search"]["placement"].double())
+    space = program.space
+    gt = space.validate(dict(scene.gt_params))
+    before = param_errors(search.assignment(), gt, space).per_param
+    f1_before = "-"
+    gt_mesh = scene.extra_path("gt_mesh")
+    if gt_mesh is not None and gt_mesh.is_file():
+        mesh = _load_gt_mesh(gt_mesh)
+        ref = sample_mesh((mesh.vertices, mesh.faces), samples, torch.Generator().manual_seed(0))
+        rm = search.geometry().realize()
+        pred = sample_mesh((rm.verts[0].detach().double(), rm.faces[rm.face_active[0]]), samples,
+                           torch.Generator().manual_seed(0))
+        f1_before = f"{geometry_metrics(pred, ref, taus=TAUS).as_dict()['fscore@1cm']:.3f}"
+    lines, worse = [], []
+    for name, after in joint.items():
+        if space[name].type != "float" or name not in before:
+            continue
+        lines.append(f"{name} {before[name]:.3f} -> {after:.3f}")
+        worse.append(after - before[name])
+    floats = [v for k, v in joint.items() if space[k].type == "float"]
+    f1_after = (m.get("geometry_vs_gt_mesh") or {}).get("fscore@1cm")
+    summary = (f"| {scene_name} | {max(before[k] for k in joint if space[k].type == 'float'):.3f} | "
+               f"{max(floats):.3f} | {max(worse):+.3f} | {f1_before} | {_fmt(f1_after, '.3f')} | "
+               + "; ".join(lines) + " |")
+    return lines, summary
+
+
+SEARCH_JOINT_HEADER = ("| scene | max error after search % | max error after joint % | largest joint - search % | "
+                       "F@1cm search | F@1cm joint | per parameter: search -> joint (% of range) |\n"
+                       "|---|---|---|---|---|---|---|")
+
+
 def append_section(results: Path, text: str) -> None:
     from splat.io import write_text_atomic
 
@@ -187,7 +240,7 @@ def main() -> None:
     commit = git_commit()
     print(f"{started}  {machine_before}  commit {commit}  (timings noisy: other jobs share the cores)")
 
-    rows, base_rows, notes = [], [], []
+    rows, base_rows, sj_rows, notes = [], [], [], []
     for name in names:
         cfg, program = scene_config(name, args.quick)
         if cfg is None:
@@ -203,6 +256,10 @@ def main() -> None:
         m = result.metrics  # the trainer's evaluation report (metrics.json, format splat.eval/1)
         rows.append(row(name, program, args.quick, seconds, m))
         print(rows[-1], flush=True)
+        sj = search_vs_joint(result.run_dir.root, name, m, cfg.eval.surface_samples)
+        if sj is not None:
+            sj_rows.append(sj[1])
+            print(sj[1], flush=True)
         if args.baseline:
             from splat.train.baseline import train_baseline
 
@@ -217,6 +274,10 @@ def main() -> None:
                f"- commit: {commit}",
                f"- mode: {'--quick (shrunk search and 150 joint steps: not quality numbers)' if args.quick else 'presets'}",
                *notes, "", HEADER, *rows]
+    if sj_rows:
+        section += ["", "Continuous parameters after the structure search and after the joint stage "
+                    "(% of range), and F-score@1cm of each program to the ground-truth mesh:", "",
+                    SEARCH_JOINT_HEADER, *sj_rows]
     if base_rows:
         section += ["", "Procedural vs unconstrained 3DGS baseline (same run). " + BASELINE_NOTE, "",
                     BASELINE_HEADER, *base_rows]

@@ -85,6 +85,7 @@ class Phases:
         self.wrap(torch.Tensor, "backward", "backward (all)", ("joint",))
         self.wrap(joint, "chamfer_loss", "Chamfer term", ("joint",))
         self.wrap(joint, "sample_surface", "Chamfer term", ("joint",))
+        self.wrap(joint, "render_mesh", "program mesh render (silhouette, depth)", ("joint",))
         self.wrap(torch.optim.Adam, "step", "optimizer", ("search", "joint"))
         self.wrap(Densifier, "accumulate", "densification", ("joint",))
         self.wrap(joint.JointTrainer, "_densify", "densification", ("joint",))
@@ -193,7 +194,7 @@ def main() -> None:
     print(f"\nwhere a joint step goes ({steps} steps, {joint_ms / max(steps, 1):.1f} ms per step on average; "
           f"inclusive wall time of the wrapped functions):")
     order = ["program evaluation", "pushforward", "rasterize forward", "rasterize backward",
-             "backward, rest (autograd through pushforward, program, losses)", "Chamfer term", "optimizer",
+             "backward, rest (autograd through pushforward, program, losses)", "Chamfer term", "program mesh render (silhouette, depth)", "optimizer",
              "densification", "checkpoints", "logging"]
     for ph, ms, pct in phases.report("joint", joint_ms, steps, order):
         print(f"  {ph:64s} {ms:8.2f} ms {pct:6.1f} %")

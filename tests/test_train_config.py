@@ -61,7 +61,9 @@ def test_chair_preset_resolves_to_the_values_the_trainer_used():
     assert (g.num_init, g.sh_degree, g.flatness, g.init_opacity, g.color_mode, g.constant_color,
             g.per_copy_residuals) == (12000, 0, 0.15, 0.7, "project", (0.5, 0.5, 0.5), False)
     o = cfg.optim
-    assert (o.steps, o.lr_program, o.lr_placement, o.program_start) == (1000, 0.0, 0.0, 100)
+    assert (o.steps, o.lr_program, o.lr_placement, o.program_start) == (1000, 5e-3, 1e-3, 100)
+    lc = cfg.loss
+    assert (lc.mesh_silhouette, lc.mesh_depth, lc.mesh_max_residual, lc.gaussian_geometry_grad) == (1.0, 1.0, 0.02, False)
     assert (o.lr_means, o.lr_scales, o.lr_quats, o.lr_opacities, o.lr_colors) == (2e-3, 5e-3, 1e-3, 5e-2, 2.5e-3)
     d = cfg.densify
     assert (d.enabled, d.start, d.stop, d.every, d.max_gaussians) == (True, 100, 800, 100, 40000)

@@ -147,7 +147,7 @@ class JointTrainer:
         self.densifier = Densifier(cfg.densify, len(gaussians))
         self.raster = dataclasses.replace(cfg.raster, render_mode="RGB+ED")  # colours + expected depth
         samples = canonical_surface_samples(gaussians.keys, 4096, torch.Generator().manual_seed(cfg.seed))
-        self.surface_reg = SurfaceRegulariser(samples)
+        self.surface_reg = SurfaceRegulariser(samples, band=cfg.loss.surface_band)
         self.extent = data.extent
         # a fixed subset of the scan for the per-step Chamfer loss (the KD-tree is rebuilt per call)
         keep = torch.randperm(data.scan.shape[0], generator=torch.Generator().manual_seed(cfg.seed))

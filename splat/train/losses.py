@@ -111,9 +111,10 @@ class SurfaceRegulariser:
     the world-scaled canonical coordinates. The loss is the mean squared residual divided by ``extent^2``.
     """
 
-    def __init__(self, samples: Sequence[tuple[Tensor, Tensor]], refresh_every: int = 20):
+    def __init__(self, samples: Sequence[tuple[Tensor, Tensor]], refresh_every: int = 20, band: float = 0.0):
         self.samples = [(p.to(torch.float64), n.to(torch.float64)) for p, n in samples]
         self.refresh_every = refresh_every
+        self.band = float(band)
         self._cache: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # key -> (gaussian idx, nearest j, n_w)
 
     def invalidate(self) -> None:
@@ -146,7 +147,7 @@ class SurfaceRegulariser:
                 idx, j, n_w = cached
                 mu = means_c[idx]
                 r = (((mu - pts[j].to(mu.dtype)) @ A.T) * n_w).sum(-1)
-                total = total + r.square().sum()
+                total = total + self._penalty(r).sum()
                 n += idx.numel()
                 continue
             idx = torch.nonzero(prim == k).squeeze(1)
@@ -162,6 +163,13 @@ class SurfaceRegulariser:
                 n_w = (n_w / torch.linalg.vector_norm(n_w, dim=-1, keepdim=True).clamp_min(1e-30)).to(mu.dtype)
                 self._cache[k] = (idx, j, n_w)
             r = (((mu - pts[j].to(mu.dtype)) @ A.T) * n_w).sum(-1)
-            total = total + r.square().sum()
+            total = total + self._penalty(r).sum()
             n += idx.numel()
         return total / max(n, 1) / (extent**2)
+
+    def _penalty(self, r: Tensor) -> Tensor:
+        """``r^2``, or with a band Huber's ``r^2`` within it and ``band (2 |r| - band)`` beyond."""
+        if self.band <= 0:
+            return r.square()
+        a = r.abs()
+        return torch.where(a <= self.band, r.square(), self.band * (2 * a - self.band))
