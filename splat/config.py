@@ -179,10 +179,11 @@ class LossConfig:
     """Scan points (a fixed random subset) used by the per-step Chamfer loss."""
     surface: float = 1.0
     """Weight of the regulariser keeping canonical Gaussians near their primitive's surface."""
-    surface_band: float = 0.0
+    surface_band: float = 0.01
     """Metres; > 0: the surface regulariser is quadratic only within this distance of the primitive's
-    surface and linear beyond (Huber), so detail Gaussians may leave their primitive (still owned by it:
-    an edit moves them) where the photos show what the program lacks (0: quadratic everywhere)."""
+    surface and linear beyond (Huber), so detail Gaussians (``gaussians.detail_init``) may leave their
+    primitive (still owned by it: an edit moves them) where the photos show what the program lacks (0:
+    quadratic everywhere)."""
     scale: float = 1.0
     """Weight of the penalty on world scales above ``max_scale``."""
     max_scale: float = 0.05

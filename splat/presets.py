@@ -129,14 +129,14 @@ def preset(name: str) -> TrainConfig:
 
 
 def smoke(cfg: TrainConfig) -> TrainConfig:
-    """Shrink ``cfg`` to two cheap steps: tiny search, few Gaussians, no images logged."""
+    """Shrink ``cfg`` to two cheap steps: tiny search, few Gaussians (no detail Gaussians), no images logged."""
     r = dataclasses.replace
     return r(
         cfg,
         structure=r(cfg.structure, silhouette_check=False),
         scan=r(cfg.scan, points=512),
         search=r(cfg.search, population=4, generations=1, final_refine=r(cfg.search.final_refine, steps=2)),
-        gaussians=r(cfg.gaussians, num_init=300),
+        gaussians=r(cfg.gaussians, num_init=300, detail_init=0),
         optim=r(cfg.optim, steps=2, program_start=0),
         loss=r(cfg.loss, chamfer_samples=256),
         densify=r(cfg.densify, start=1, stop=2, every=1, max_gaussians=2000),

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from splat.data import load_scene
-from splat.gaussians import ProceduralGaussians, TrainViews, init_gaussians, surface_keys
+from splat.gaussians import ProceduralGaussians, TrainViews, add_detail_gaussians, init_gaussians, surface_keys
 from splat.program import ProgramFit
 from splat.io import write_json_atomic
 from splat.config import TrainConfig, load_config, save_config, validate_config
@@ -114,6 +114,7 @@ def _train(cfg: TrainConfig, rd: RunDir, ckpt: dict[str, Any] | None,
     else:
         views = TrainViews(data.images, data.viewmats, data.Ks, data.depths, data.masks)
         gaussians = init_gaussians(geo, cfg.gaussians, generator, views)
+        gaussians, _ = add_detail_gaussians(gaussians, geo, data.scan, cfg.gaussians, generator, views)
     trainer = JointTrainer(cfg, data, fit, gaussians, generator)
     if ckpt is not None and ckpt.get("joint") is not None:
         trainer.load_state(ckpt["joint"])
