@@ -194,8 +194,8 @@ def main() -> None:
     print(f"\nwhere a joint step goes ({steps} steps, {joint_ms / max(steps, 1):.1f} ms per step on average; "
           f"inclusive wall time of the wrapped functions):")
     order = ["program evaluation", "pushforward", "rasterize forward", "rasterize backward",
-             "backward, rest (autograd through pushforward, program, losses)", "Chamfer term", "program mesh render (silhouette, depth)", "optimizer",
-             "densification", "checkpoints", "logging"]
+             "backward, rest (autograd through pushforward, program, losses)", "Chamfer term",
+             "program mesh render (silhouette, depth)", "optimizer", "densification", "checkpoints", "logging"]
     for ph, ms, pct in phases.report("joint", joint_ms, steps, order):
         print(f"  {ph:64s} {ms:8.2f} ms {pct:6.1f} %")
     raster = sum(ms for ph, ms, _ in phases.report("joint", joint_ms, steps, order) if ph.startswith("rasterize"))

@@ -35,6 +35,7 @@ def smoke_args(steps: int = 2, checkpoint_every: int = 1) -> list[str]:
     """splat.presets.smoke as train options (test_smoke_args_are_presets_smoke checks it)."""
     return ["--structure.no-silhouette-check", "--scan.points", "512", "--search.population", "4",
             "--search.generations", "1", "--search.final-refine.steps", "2", "--gaussians.num-init", "300",
+            "--gaussians.detail-init", "0",
             "--optim.steps", str(steps), "--optim.program-start", "0", "--loss.chamfer-samples", "256",
             "--densify.start", "1", "--densify.stop", "2", "--densify.every", "1",
             "--densify.max-gaussians", "2000", "--log.every", "1", "--log.image-every", "2",

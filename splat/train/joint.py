@@ -245,19 +245,23 @@ class JointTrainer:
         l_cham = l_msil = l_mdepth = zero
         geometry_trains = ((cfg.optim.lr_program > 0 or cfg.optim.lr_placement > 0)
                            and step >= cfg.optim.program_start)
-        rm = geo.realize() if geometry_trains and (lc.chamfer > 0 or lc.mesh_silhouette > 0 or lc.mesh_depth > 0) else None
+        use_sil = lc.mesh_silhouette > 0 and mask is not None
+        use_mdepth = lc.mesh_depth > 0 and depth is not None
+        rm = geo.realize() if geometry_trains and (lc.chamfer > 0 or use_sil or use_mdepth) else None
         if rm is not None and lc.chamfer > 0 and data.scan.shape[0] > 0:
             s = sample_surface(rm.verts, rm.faces, cfg.loss.chamfer_samples, self.generator,
                                face_active=rm.face_active)
             l_cham = chamfer_loss(s.points[0], self.chamfer_scan, self.extent, trim=lc.chamfer_trim)
             loss = loss + cfg.loss.chamfer * l_cham
-        if rm is not None and ((lc.mesh_silhouette > 0 and mask is not None) or (lc.mesh_depth > 0 and depth is not None)):
+        if rm is not None and (use_sil or use_mdepth):
+            # the program's own mesh in this view: its outline and depth have their optimum at the true
+            # surfaces (the Gaussians' do not: they blur past the edges)
             mv = render_mesh(rm.verts[0], rm.faces, rm.vert_part, rm.face_part, viewmat, data.Ks[v], data.width,
                              data.height, rm.face_active[0])
-            if lc.mesh_silhouette > 0 and mask is not None:
+            if use_sil:
                 l_msil = mask_loss(mv.alpha, mask, visible)
                 loss = loss + lc.mesh_silhouette * l_msil
-            if lc.mesh_depth > 0 and depth is not None:
+            if use_mdepth:
                 region = (mv.face >= 0) if mask is None else (mv.face >= 0) & mask
                 if visible is not None:
                     region = region & visible
