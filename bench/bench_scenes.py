@@ -165,7 +165,7 @@ def search_vs_joint(run_root: Path, scene_name: str, m: dict, samples: int) -> t
     import torch
 
     from splat.data import load_scene
-    from splat.evaluate import TAUS, _load_gt_mesh
+    from splat.evaluate import TAUS, load_gt_mesh
     from splat.metrics import geometry_metrics, param_errors, sample_mesh
     from splat.program import ProgramFit
     from splat.runs import RunDir, load_checkpoint
@@ -184,7 +184,7 @@ def search_vs_joint(run_root: Path, scene_name: str, m: dict, samples: int) -> t
     f1_before = "-"
     gt_mesh = scene.extra_path("gt_mesh")
     if gt_mesh is not None and gt_mesh.is_file():
-        mesh = _load_gt_mesh(gt_mesh)
+        mesh = load_gt_mesh(gt_mesh)
         ref = sample_mesh((mesh.vertices, mesh.faces), samples, torch.Generator().manual_seed(0))
         rm = search.geometry().realize()
         pred = sample_mesh((rm.verts[0].detach().double(), rm.faces[rm.face_active[0]]), samples,

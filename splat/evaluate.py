@@ -409,7 +409,7 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
     vs_mesh = None
     gt_mesh = scene.extra_path("gt_mesh")
     if gt_mesh is not None and gt_mesh.is_file():
-        mesh = _load_gt_mesh(gt_mesh)
+        mesh = load_gt_mesh(gt_mesh)
         ref = sample_mesh((np.asarray(mesh.vertices), np.asarray(mesh.faces)), n,
                           torch.Generator().manual_seed(options.seed))
         vs_mesh = _geometry_scores(geometry_metrics(pred, ref, taus=TAUS), _source_name(gt_mesh, scene.root),
@@ -488,7 +488,7 @@ def _run_config(root: Path | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _load_gt_mesh(path: Path):
+def load_gt_mesh(path: Path):
     """The scene's ground-truth mesh (trimesh), a damaged file being a SplatError naming it."""
     import trimesh
 

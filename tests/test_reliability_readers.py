@@ -218,18 +218,18 @@ def test_valid_files_still_read(tmp_path):
 
 
 def test_ground_truth_mesh_from_the_wild_is_one_error(tmp_path):
-    from splat.evaluate import _load_gt_mesh
+    from splat.evaluate import load_gt_mesh
 
     lying = tmp_path / "gt_mesh.ply"
     lying.write_bytes(ply_bytes("binary_little_endian", [("vertex", 10**10, [("float", p) for p in "xyz"]),
                                                           ("face", 1, [("list", "uchar", "int", "vertex_indices")])],
                                 b"\x00" * 40))
     with pytest.raises(SplatError, match="claims"):
-        _load_gt_mesh(lying)
+        load_gt_mesh(lying)
     junk = tmp_path / "gt_mesh.obj"
     junk.write_text("v 0 0 0\nf 1 2 3\n")  # a face naming vertices that do not exist
     with pytest.raises(SplatError, match="ground-truth mesh"):
-        _load_gt_mesh(junk)
+        load_gt_mesh(junk)
 
 
 # fuzzed headers: random formats, elements, properties and counts over random or real bodies
