@@ -156,7 +156,7 @@ def test_gradients_reach_program_parameter_through_rasterizer():
 
 def test_copies_share_parameters():
     w = torch.tensor(0.8, dtype=torch.float64)
-    model = _gaussians(w)
+    model = _gaussians(w, per_copy_residuals=False)  # the canonical Gaussians alone (residuals: below)
     geo = make_geometry(w)
     # a camera close to the first leg only, looking away from the second one
     vm, K = _camera([-0.32, 0.2 - 0.4, 0.2], [-0.32, 0.2, 0.2], f=40.0)
