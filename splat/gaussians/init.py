@@ -309,32 +309,45 @@ def init_point_gaussians(
     test of :func:`init_gaussians`: in front, within ``depth_tolerance`` of the depth map, inside the
     mask), else ``settings.constant_color``; higher SH degrees start at zero.
     """
-    from splat.ops import knn_points
-
     if points.ndim != 2 or points.shape[-1] != 3 or points.shape[0] < 2:
         raise ValueError(f"expected points [P >= 2, 3], got {list(points.shape)}")
-    f64 = torch.float64
-    p = points.detach().to(f64).cpu()
+    p = points.detach().to(torch.float64).cpu()
     n = p.shape[0]
-    k = min(3, n - 1)
-    d2 = knn_points(p[None], p[None], K=k + 1).dists[0, :, 1:]  # the nearest is the point itself
-    sigma = d2.mean(-1).clamp_min(1e-14).sqrt()
-    color = torch.tensor(settings.constant_color, dtype=f64).expand(n, 3).clone()
+    sigma = _neighbour_sigma(p, p, min(3, n - 1))
+    params = _point_params(p, torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64).expand(n, 4),
+                           sigma.log()[:, None].expand(n, 3), p, settings, settings.sh_degree, views, dtype)
+    return ProceduralGaussians([key], params, torch.zeros(n, dtype=torch.long), settings.sh_degree)
+
+
+def _neighbour_sigma(x: Tensor, cloud: Tensor, k: int) -> Tensor:
+    """``[P]`` root mean squared distance of each point of ``x`` (points of ``cloud``) to its ``k`` nearest
+    other points of ``cloud`` (3DGS's ``distCUDA2`` initial scale)."""
+    from splat.ops import knn_points
+
+    d2 = knn_points(x[None], cloud[None], K=k + 1).dists[0, :, 1:]  # the nearest is the point itself
+    return d2.mean(-1).clamp_min(1e-14).sqrt()
+
+
+def _point_params(means: Tensor, quats: Tensor, log_scales: Tensor, points_w: Tensor, settings: InitSettings,
+                  sh_degree: int, views: TrainViews | None, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Per-Gaussian parameters of Gaussians seeded at world points ``points_w [P, 3]`` (float64): the given
+    canonical means/quats/log-scales, opacity ``settings.init_opacity``, colour the mean of the ``views``'
+    pixels that see the point (:func:`_visibility`), else ``settings.constant_color``; higher SH at zero."""
+    n = points_w.shape[0]
+    color = torch.tensor(settings.constant_color, dtype=torch.float64).expand(n, 3).clone()
     if views is not None and settings.color_mode == "project":
-        cnt, csum = _visibility(p, views, settings.depth_tolerance)
+        cnt, csum = _visibility(points_w, views, settings.depth_tolerance)
         seen = cnt > 0
         color[seen] = csum[seen] / cnt[seen, None]
-    K = (settings.sh_degree + 1) ** 2
-    logit = torch.logit(torch.tensor(settings.init_opacity, dtype=f64))
-    params = {
-        "means": p.to(dtype),
-        "quats": torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=dtype).expand(n, 4).clone(),
-        "log_scales": sigma.log()[:, None].expand(n, 3).to(dtype).clone(),
-        "opacity_logits": torch.full((n,), float(logit), dtype=dtype),
+    logit = float(torch.logit(torch.tensor(settings.init_opacity, dtype=torch.float64)))
+    return {
+        "means": means.to(dtype),
+        "quats": quats.to(dtype).clone(),
+        "log_scales": log_scales.to(dtype).clone(),
+        "opacity_logits": torch.full((n,), logit, dtype=dtype),
         "sh0": rgb_to_sh_dc(color).to(dtype)[:, None, :],
-        "shN": torch.zeros(n, K - 1, 3, dtype=dtype),
+        "shN": torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3, dtype=dtype),
     }
-    return ProceduralGaussians([key], params, torch.zeros(n, dtype=torch.long), settings.sh_degree)
 
 
 def add_detail_gaussians(
@@ -360,7 +373,6 @@ def add_detail_gaussians(
     moves it with its part. Like every canonical Gaussian it is shared by all copies of that primitive.
     The surface regulariser then keeps them only loosely (``loss.surface_band``).
     """
-    from splat.ops import knn_points
     from splat.ops.mesh_distance import point_mesh_sq_distance
 
     n_max = settings.detail_init
@@ -374,19 +386,13 @@ def add_detail_gaussians(
     d2, face = d2[0], face[0]
     key_index = {k: i for i, k in enumerate(model.keys)}
     part_of = rm.face_part[face.clamp_min(0)]
-    owned = torch.tensor([geometry.parts[int(p)].key in key_index for p in part_of], dtype=torch.bool) \
-        if scan.shape[0] else torch.zeros(0, dtype=torch.bool)
-    far = torch.nonzero((face >= 0) & owned & (d2 > settings.detail_distance**2)).squeeze(1)
+    part_owned = torch.tensor([p.key in key_index for p in geometry.parts], dtype=torch.bool)
+    far = torch.nonzero((face >= 0) & part_owned[part_of] & (d2 > settings.detail_distance**2)).squeeze(1)
     if far.numel() == 0:
         return model, 0
     pick = far[torch.randperm(far.numel(), generator=generator)[:n_max]]
     x = scan[pick]
-    sigma = knn_points(x[None], scan[None], K=4).dists[0, :, 1:].mean(-1).clamp_min(1e-14).sqrt()
-    color = torch.tensor(settings.constant_color, dtype=f64).expand(x.shape[0], 3).clone()
-    if views is not None and settings.color_mode == "project":
-        cnt, csum = _visibility(x, views, settings.depth_tolerance)
-        seen = cnt > 0
-        color[seen] = csum[seen] / cnt[seen, None]
+    sigma = _neighbour_sigma(x, scan, 3)
     parts = part_of[pick]
     means_c = torch.empty_like(x)
     covars_c = torch.empty(x.shape[0], 3, 3, dtype=f64)
@@ -400,18 +406,9 @@ def add_detail_gaussians(
         covars_c[sel] = (A_inv @ A_inv.T)[None] * sigma[sel, None, None] ** 2
         prim[sel] = key_index[part.key]
     log_scales, quats = covariances_to_scales_quats(covars_c)
-    dtype = model.params["means"].dtype
-    K = (model.sh_degree + 1) ** 2
     m = x.shape[0]
-    logit = float(torch.logit(torch.tensor(settings.init_opacity, dtype=f64)))
-    new = {
-        "means": means_c.to(dtype),
-        "quats": quats.to(dtype),
-        "log_scales": log_scales.to(dtype),
-        "opacity_logits": torch.full((m,), logit, dtype=dtype),
-        "sh0": rgb_to_sh_dc(color).to(dtype)[:, None, :],
-        "shN": torch.zeros(m, K - 1, 3, dtype=dtype),
-    }
+    new = _point_params(means_c, quats, log_scales, x, settings, model.sh_degree, views,
+                        model.params["means"].dtype)
     params = {}
     for name, old in model.params.items():
         extra = new[name] if name in new else old.new_zeros((m, *old.shape[1:]))  # residuals start at 0
