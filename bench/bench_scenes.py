@@ -5,9 +5,9 @@ trainer's Python API (``splat.train.train``, as ``python train.py --scene X``); 
 evaluation (``splat.evaluate.evaluate_asset``, the same as ``splat evaluate RUN``; schema in
 docs/evaluation.md), whose report (``metrics.json``) gives the row: held-out PSNR / SSIM over the whole
 image, Chamfer-L2 and F-score@1/2 cm against the ground-truth mesh, parameter MAE (% of range, active
-continuous parameters) and discrete accuracy. A scene without a program of its own
-(the third-party ``stool``) is fitted with the ``table`` program and the table preset, its closest
-approximation; it has no ground-truth parameters, so those columns are empty.
+continuous parameters) and discrete accuracy. The third-party ``stool`` (no program made it) is fitted
+with the library's ``stool`` program by its preset; it has no ground-truth parameters, so those columns
+are empty.
 
     python bench/bench_scenes.py [--scenes chair,table] [--quick] [--baseline] [--out DIR]
                                  [--results bench/RESULTS.md]
@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO))
 
 from splat.workspace import SCENES_DIR  # noqa: E402
 
-STAND_INS = {"stool": "table"}
-"""Scenes without a program of their own -> the program (and preset) that approximates them."""
+STAND_INS: dict[str, str] = {}
+"""Scenes without a preset -> the preset whose settings (and program) approximate them (the stool had the
+table's until the library's stool program could express it; it has its own preset now)."""
 
 
 def shipped_scenes() -> list[str]:

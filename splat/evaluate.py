@@ -329,7 +329,12 @@ def colour_corrected(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
     A capture's held-out photo has its own auto-exposure and white balance, which no model trained on
     other frames can know; this is the colour-corrected PSNR of Mip-NeRF 360 / Zip-NeRF evaluations,
-    restricted to the object: 12 numbers per view, which cannot paint detail or geometry."""
+    restricted to the object: 12 numbers per view, which cannot paint detail or geometry.
+
+    Solved by LAPACK's SVD driver ``gelsd``, not torch's CPU default ``gelsy``: torch hands gelsy an
+    uninitialised column-pivot array, so stale heap memory can pin columns and the solution changes in
+    its last bits from call to call (and is wrong for a rank-deficient fit, e.g. a grey render); a resumed
+    run's metrics then differed from an uninterrupted run's (pytorch/pytorch#92537, #187411)."""
     m = mask.reshape(-1)
     x = pred.reshape(-1, 3)[m].double()
     y = target.reshape(-1, 3)[m].double()
@@ -338,7 +343,7 @@ def colour_corrected(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     if x.shape[0] < 12:
         return pred
     X = torch.cat([x, torch.ones_like(x[:, :1])], 1)  # [n, 4]
-    coef = torch.linalg.lstsq(X, y).solution  # [4, 3]
+    coef = torch.linalg.lstsq(X, y, driver="gelsd").solution  # [4, 3]; deterministic (see above)
     full = torch.cat([pred.reshape(-1, 3).double(), torch.ones_like(pred.reshape(-1, 3)[:, :1]).double()], 1)
     return (full @ coef).clamp(0, 1).reshape(pred.shape).to(pred.dtype)
 

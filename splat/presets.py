@@ -52,6 +52,12 @@ def cabinet() -> TrainConfig:
     return dataclasses.replace(chair(), scene="cabinet")
 
 
+def stool() -> TrainConfig:
+    """The shipped Poly Haven stool (a third-party model no program made): the library's stool program
+    (splayed legs, apron, stretchers), the chair's settings."""
+    return dataclasses.replace(chair(), scene="stool", program="stool")
+
+
 def tum_cabinet() -> TrainConfig:
     """The shipped real capture (TUM RGB-D fr3/cabinet, imported by ``splat import tum``): the chair's
     schedule, and the losses of a capture instead of a clean render."""
@@ -112,6 +118,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "chair": chair,
     "table": table,
     "cabinet": cabinet,
+    "stool": stool,
     "tum_cabinet": tum_cabinet,
 }
 """Scene name -> preset. A registered name must be a shipped scene (:func:`splat.workspace.shipped_scenes`)."""

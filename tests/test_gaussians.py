@@ -184,6 +184,71 @@ def test_per_copy_residuals_make_copies_differ():
     torch.testing.assert_close(d, torch.full_like(d, 0.5))
 
 
+def test_copy_owned_gaussians_show_in_their_copy_only_through_densify_and_checkpoints():
+    w = torch.tensor(0.8, dtype=torch.float64)
+    shared = _gaussians(w, n=200)
+    leg = shared.keys.index(LEG)
+    rows = torch.nonzero(shared.prim == leg).squeeze(1)
+    copy = torch.full_like(shared.prim, -1)
+    copy[rows[:5]] = 1  # five of the leg's Gaussians belong to the second leg only
+    model = ProceduralGaussians(shared.keys, dict(shared.params), shared.prim, shared.sh_degree, copy)
+    geo = make_geometry(w)
+    world = model.pushforward(geo)
+    for r in rows[:5].tolist():
+        assert world.part[world.source == r].tolist() == [2]
+    for r in rows[5:8].tolist():
+        assert sorted(world.part[world.source == r].tolist()) == [1, 2]
+    assert len(world.source) == len(shared.pushforward(geo).source) - 5
+    # an inactive second leg takes its own Gaussians with it
+    assert not bool(torch.isin(rows[:5], model.pushforward(make_geometry(w, leg2_active=False)).source).any())
+    # densification: clones and split children keep their copy, pruned rows take it away
+    opts = {k: torch.optim.Adam([p], lr=1e-3) for k, p in model.params.items()}
+    dens = Densifier(DensifySettings(grad_threshold=1e-12, split_scale=1e-6, prune_opacity=0.01), len(model))
+    with torch.no_grad():
+        model.params["opacity_logits"][rows[4]] = -20.0  # pruned
+    dens.accumulate(torch.ones(len(world.source), 2, dtype=torch.float64), torch.ones(len(world.source)),
+                    world.source, 48, 48)
+    n_clone, n_split, n_prune = dens.step(model, opts, torch.ones(len(model), dtype=torch.float64),
+                                          torch.Generator().manual_seed(0))
+    assert n_split > 0 and n_prune == 1
+    assert model.copy.shape == model.prim.shape and model.num_copy_owned == 2 * 4  # 4 split into 2 each
+    assert bool((model.prim[model.copy >= 0] == leg).all())
+    again = ProceduralGaussians.from_state(model.state(), list(model.keys))
+    torch.testing.assert_close(again.copy, model.copy)
+    torch.testing.assert_close(again.pushforward(geo).means, model.pushforward(geo).means)
+    # a checkpoint written before copy-owned Gaussians existed loads with every Gaussian shared
+    old = {k: v for k, v in shared.state().items() if k != "copy"}
+    assert ProceduralGaussians.from_state(old, list(shared.keys)).num_copy_owned == 0
+
+
+def test_clone_per_copy_gives_the_clone_to_the_copy_that_wanted_it():
+    w = torch.tensor(0.8, dtype=torch.float64)
+    model = _gaussians(w, n=200)
+    geo = make_geometry(w)
+    world = model.pushforward(geo)
+    leg = model.keys.index(LEG)
+    assert world.copy[world.part == 2].unique().tolist() == [1] and world.copy[world.part == 0].unique().tolist() == [0]
+    grad = torch.full((len(world.source), 2), 1e-3, dtype=torch.float64)
+    grad[world.part == 2] = 1.0  # the second leg wants more Gaussians, the first one a little
+    n0 = len(model)
+    for per_copy in (False, True):
+        m = ProceduralGaussians(model.keys, dict(model.params), model.prim, model.sh_degree)
+        opts = {k: torch.optim.Adam([p], lr=1e-3) for k, p in m.params.items()}
+        dens = Densifier(DensifySettings(grad_threshold=1e-12, split_scale=1e9, clone_per_copy=per_copy), n0)
+        dens.accumulate(grad, torch.ones(len(world.source)), world.source, 48, 48, world.copy)
+        n_clone, n_split, _ = dens.step(m, opts, torch.zeros(n0, dtype=torch.float64), torch.Generator().manual_seed(0))
+        assert n_clone == n0 and n_split == 0
+        clones = torch.arange(n0, 2 * n0)
+        if not per_copy:
+            assert m.num_copy_owned == 0
+            continue
+        # the leg's clones belong to the second leg; the seat (one copy) keeps its clones shared
+        assert bool((m.copy[clones][m.prim[clones] == leg] == 1).all())
+        assert bool((m.copy[clones][m.prim[clones] != leg] == -1).all())
+        after = m.pushforward(geo)
+        assert int((after.part == 2).sum()) == 2 * int((after.part == 1).sum())
+
+
 def test_colours_projected_from_views_and_hidden_points_dropped():
     w = torch.tensor(0.8, dtype=torch.float64)
     geo = make_geometry(w)
@@ -244,7 +309,8 @@ def test_resize_params_maps_rows():
     n = len(model)
     keep = torch.arange(n) % 2 == 0
     old_means = model.params["means"].detach().clone()
-    resize_params(model, opts, lambda _n, t: t[keep], lambda _k, t: t[keep], model.prim[keep])
+    resize_params(model, opts, lambda _n, t: t[keep], lambda _k, t: t[keep],
+                  torch.nonzero(keep).squeeze(1))
     torch.testing.assert_close(model.params["means"].detach(), old_means[keep])
     assert opts["means"].state[model.params["means"]]["exp_avg"].shape[0] == int(keep.sum())
 

@@ -4,6 +4,8 @@ tests/test_blender_parity.py::test_parity_own_programs (it lists splat/programs/
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -180,3 +182,111 @@ def test_sofa_cushions_and_bed_boards():
     (foot_lo, foot_hi), = _part_boxes(bed, b, "Footboard")
     assert float(head_lo[1]) > 0 > float(foot_hi[1])
     assert float(head_hi[2]) == pytest.approx(b["Frame Height"] + b["Headboard Height"])
+
+
+def _stool_legs(prog, a):
+    """The stool's active leg parts (whichever leg shape) as ``(key, world verts [V, 3], part)``."""
+    geo = prog.evaluate(a, dtype=F64)
+    return [(p.key, p.world_verts()[0], p) for p in geo.parts
+            if p.key.node in ("Square Leg", "Round Leg") and bool(p.active[0])]
+
+
+def _leg_axis(part):
+    """(top centre, foot centre) of a leg part: its local z axis end points in the world."""
+    m = part.transform[0]
+    length = float(part.shape["size"][0][2]) if part.kind == "cube" else float(part.shape["depth"][0])
+    ends = torch.tensor([[0.0, 0.0, length / 2.0, 1.0], [0.0, 0.0, -length / 2.0, 1.0]], dtype=F64)
+    top, foot = (m @ ends.T).T[:, :3]
+    return top, foot, length
+
+
+@pytest.mark.parametrize("leg_shape", [0, 1])
+def test_stool_splay_moves_the_feet_out_and_keeps_them_on_the_floor(leg_shape):
+    prog = load_program("stool")
+    a = dict(prog.defaults(), **{"Seat Shape": 0, "Base Type": 0, "Leg Shape": leg_shape, "Leg Splay": 0.0,
+                                 "Side Splay": 0.0})
+    lh = a["Height"] - a["Seat Thickness"]
+
+    def legs_by_corner(params):
+        legs = [(*_leg_axis(p), v) for _, v, p in _stool_legs(prog, params)]
+        return sorted(legs, key=lambda e: (float(e[0][1]), float(e[0][0])))
+
+    straight = legs_by_corner(a)
+    for top, foot, length, _ in straight:
+        assert length == pytest.approx(lh) and float(foot[2]) == pytest.approx(0.0, abs=1e-12)
+    for front, side in ((8.0, 0.0), (0.0, 8.0), (5.0, 11.0)):
+        b = dict(a, **{"Leg Splay": front, "Side Splay": side})
+        splayed = legs_by_corner(b)
+        assert len(splayed) == 4
+        m = prog.evaluate(b, dtype=F64).realize()
+        assert float(m.verts[0][m.vert_active[0]][:, 2].min()) == pytest.approx(0.0, abs=1e-12)
+        ry, rx = math.radians(front), math.radians(side)
+        for (top0, _, _, _), (top, foot, length, v) in zip(straight, splayed):
+            torch.testing.assert_close(top, top0)  # the leg turns about its top under the seat
+            assert float(v[:, 2].min()) == pytest.approx(0.0, abs=1e-12)  # the lowest point of the foot on the floor
+            assert 0.0 <= float(foot[2]) < a["Leg Size"] * 0.2  # the foot's centre just above it
+            out_x, out_y = float((foot[0] - top[0]) * torch.sign(top[0])), float((foot[1] - top[1]) * torch.sign(top[1]))
+            # Euler XYZ (side, front) about the top: outward by length * sin(angle) seen along each axis
+            assert out_x == pytest.approx(length * math.cos(rx) * math.sin(ry), abs=1e-9)
+            assert out_y == pytest.approx(length * math.sin(rx), abs=1e-9)
+            if side == 0.0:
+                assert out_x == pytest.approx(length * math.sin(ry), abs=1e-9) and out_y == pytest.approx(0.0, abs=1e-12)
+
+
+def test_stool_legs_are_copies_of_one_primitive():
+    prog = load_program("stool")
+    for leg_shape in (0, 1):
+        a = dict(prog.defaults(), **{"Base Type": 0, "Leg Shape": leg_shape, "Leg Splay": 7.0, "Side Splay": 3.0,
+                                     "Has Apron": True, "Has Stretchers": True})
+        keys = {k for k, _, _ in _stool_legs(prog, a)}
+        assert len(keys) == 1 and len(_stool_legs(prog, a)) == 4
+        (key,) = keys
+        assert key.node == prog.space["Leg Shape"].labels[leg_shape].capitalize() + " Leg"  # 0 square, 1 round
+        geo = prog.evaluate(a, dtype=F64)
+        rails = [p.key for p in geo.parts if p.key.node.startswith(("Apron", "Stretcher")) and bool(p.active[0])]
+        assert len(rails) == 8 and len(set(rails)) == 4  # each rail kind: two copies of one cube
+
+
+def test_stool_apron_under_the_seat_only_with_has_apron():
+    prog = load_program("stool")
+    a = dict(prog.defaults(), **{"Seat Shape": 0, "Base Type": 0, "Leg Splay": 4.0, "Side Splay": 6.0,
+                                 "Has Apron": False, "Apron Height": 0.06})
+    assert not _part_boxes(prog, a, "Apron X") and not _part_boxes(prog, a, "Apron Y")
+    b = dict(a, **{"Has Apron": True})
+    seat_bottom = b["Height"] - b["Seat Thickness"]
+    for node, axis in (("Apron X", 1), ("Apron Y", 0)):
+        boxes = _part_boxes(prog, b, node)
+        assert len(boxes) == 2
+        for lo, hi in boxes:
+            assert float(hi[2]) == pytest.approx(seat_bottom) and float(lo[2]) == pytest.approx(seat_bottom - 0.06)
+        assert float(boxes[0][1][axis]) < 0 < float(boxes[1][0][axis])  # one rail on either side
+    assert not _part_boxes(prog, dict(b, **{"Base Type": 1}), "Apron X")  # not under a pedestal stool
+
+
+def _rail_touches_legs(prog, a, node, axis):
+    """Each end of every ``node`` rail lies on the inner face of the leg there, at the rail's mid-height."""
+    legs = [_leg_axis(p) for _, _, p in _stool_legs(prog, a)]
+    half = a["Leg Size"] / 2.0
+    for lo, hi in _part_boxes(prog, a, node):
+        z = float(lo[2] + hi[2]) / 2.0
+        across = float(lo[1 - axis] + hi[1 - axis]) / 2.0
+        for end, sign in ((float(lo[axis]), -1.0), (float(hi[axis]), 1.0)):
+            # the leg on that end and on the rail's side: its axis at height z
+            top, foot, _ = next(e for e in legs if float(e[0][axis]) * sign > 0 and float(e[0][1 - axis]) * across > 0)
+            at = top + (foot - top) * (float(top[2]) - z) / float(top[2] - foot[2])
+            assert abs(float(at[1 - axis]) - across) < 1e-9  # the rail runs in the legs' plane
+            assert end * sign == pytest.approx(float(at[axis]) * sign - half, abs=1e-9)  # ends at the inner face
+
+
+@pytest.mark.parametrize("splay", [(0.0, 0.0), (6.0, 0.0), (3.0, 9.0), (12.0, 12.0)])
+def test_stool_stretchers_and_apron_meet_the_legs_at_any_splay(splay):
+    prog = load_program("stool")
+    for leg_shape, seat_shape in ((1, 0), (0, 1)):
+        a = dict(prog.defaults(), **{"Seat Shape": seat_shape, "Base Type": 0, "Leg Shape": leg_shape,
+                                     "Leg Splay": splay[0], "Side Splay": splay[1], "Has Apron": True,
+                                     "Has Stretchers": True, "Stretcher Height": 0.15})
+        for node, axis in (("Stretcher X", 0), ("Stretcher Y", 1), ("Apron X", 0), ("Apron Y", 1)):
+            assert len(_part_boxes(prog, a, node)) == 2
+            _rail_touches_legs(prog, a, node, axis)
+        (lo, hi), _ = _part_boxes(prog, a, "Stretcher X")
+        assert float(lo[2] + hi[2]) / 2.0 == pytest.approx(0.15)

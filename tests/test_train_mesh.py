@@ -111,16 +111,20 @@ def test_detail_gaussians_seed_where_the_program_lacks_surface_and_move_with_the
     assert 0 < added <= 300 and len(model) == len(base) + added
     world = model.pushforward(geo)
     new = world.source >= len(base)
-    # every detail Gaussian sits on a scan point the narrow program does not reach (in the copy it was
-    # seeded from: like every canonical Gaussian it is shared by all copies of its primitive)
+    # every detail Gaussian is shown once, by the copy it was seeded beside, on a scan point the narrow
+    # program does not reach
+    assert int(new.sum()) == added and model.num_copy_owned == added
     d = torch.cdist(world.means[new].detach().double(), data.scan.double()).amin(1)
-    best = torch.full((len(model),), float("inf"), dtype=torch.float64).scatter_reduce(
-        0, world.source[new], d, "amin")
-    assert float(best[len(base):].max()) < 1e-5
+    assert float(d.max()) < 1e-5
+    # shared by every copy instead (detail_per_copy False): the copies of a leg repeat it elsewhere
+    shared, _ = add_detail_gaussians(base, geo, data.scan, dataclasses.replace(settings, detail_per_copy=False),
+                                     torch.Generator().manual_seed(0), views)
+    w_shared = shared.pushforward(geo)
+    assert int((w_shared.source >= len(base)).sum()) > added and shared.num_copy_owned == 0
     from splat.ops.mesh_distance import point_mesh_sq_distance
 
     rm = geo.realize()
-    seeded = world.means[new][d < 1e-5].detach().double()
+    seeded = world.means[new].detach().double()
     d2, _ = point_mesh_sq_distance(seeded[None], rm.verts.detach(), rm.faces, rm.face_active)
     assert float(d2.sqrt().min()) > 0.01
     # an edit moves them with their part: widen the program and they move outwards

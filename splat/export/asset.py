@@ -201,7 +201,8 @@ def cover_new_primitives(asset: EditableAsset, *, seed: int = 0) -> EditableAsse
         if q is None:  # per-copy residuals: zeros for the new Gaussians
             q = torch.zeros((len(new),) + tuple(p.shape[1:]), dtype=p.dtype)
         params[name] = torch.cat([p.detach(), q.to(device=p.device, dtype=p.dtype)])
-    merged = ProceduralGaussians(keys, params, prim.to(ref.device), g.sh_degree)
+    merged = ProceduralGaussians(keys, params, prim.to(ref.device), g.sh_degree,
+                                 torch.cat([g.copy, new.copy.to(g.copy.device)]))
     return replace(asset, gaussians=merged)
 
 

@@ -4,7 +4,11 @@ Convention: statistics are gathered per *world* Gaussian (one per copy) from the
 screen-space means gradient and reduced onto the canonical Gaussian it copies (the largest over its
 copies, so a Gaussian that is under-fitted in any copy grows). Growing happens in canonical space:
 *clone* duplicates a canonical Gaussian; *split* replaces one by two drawn from its own canonical
-distribution with scales divided by 1.6 (as 3DGS does). Pruning removes canonical Gaussians whose
+distribution with scales divided by 1.6 (as 3DGS does). With ``clone_per_copy`` the clone of a Gaussian
+that several copies show belongs to the one copy where its summed gradient is largest
+(``ProceduralGaussians.copy``): copies that look different (shelves lit differently, legs with their own
+grain) gain detail where they differ, the shared Gaussian stays for all, and the clone costs one world
+Gaussian instead of one per copy. Pruning removes canonical Gaussians whose
 opacity is below a threshold. Parameters and their Adam states are resized together by the one helper
 :func:`resize_params` (one optimizer per parameter name).
 """
@@ -27,11 +31,12 @@ def resize_params(
     optimizers: dict[str, torch.optim.Optimizer],
     param_fn: Callable[[str, Tensor], Tensor],
     state_fn: Callable[[str, Tensor], Tensor],
-    prim: Tensor,
+    rows: Tensor,
 ) -> None:
     """Replace every per-Gaussian parameter by ``param_fn(name, old)`` and each of its optimizer state
     tensors by ``state_fn(key, old)`` (``key`` = "exp_avg", ...), keeping the optimizers pointing at the
-    new Parameters. The one place where the number of Gaussians changes. ``prim`` is the new [N'] index.
+    new Parameters. The one place where the number of Gaussians changes. ``rows`` [N'] is the old row each
+    new row comes from (its primitive and copy are taken from there).
     """
     new_params: dict[str, nn.Parameter] = {}
     for name, old in model.params.items():
@@ -48,7 +53,7 @@ def resize_params(
                                           for k, v in st.items()}
                     group["params"][i] = new
         new_params[name] = new
-    model.set_params(new_params, prim)
+    model.set_params(new_params, model.prim[rows], model.copy[rows])
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class DensifySettings:
     """Statistics are gathered and the set changes only before this step; after it the set is frozen."""
     every: int = 100
     """Densify/prune every this many steps (counted from ``start``)."""
+    clone_per_copy: bool = False
+    """The clone of a Gaussian that several copies of its primitive show belongs to the copy where its
+    gradient was largest (False: clones are shared by every copy, like their parent)."""
 
     def collects(self, step: int) -> bool:
         """Whether step ``step`` (0-based) gathers gradient statistics (:meth:`Densifier.accumulate`)."""
@@ -109,22 +117,32 @@ class Densifier:
         self.settings = settings
         self.grad_sum = torch.zeros(n)
         self.count = torch.zeros(n)
+        self.copy_sum = torch.zeros(n, 0)  # [N, C] summed gradient norm per copy (clone_per_copy only)
 
     def state(self) -> dict[str, Tensor]:
-        return {"grad_sum": self.grad_sum.clone(), "count": self.count.clone()}
+        return {"grad_sum": self.grad_sum.clone(), "count": self.count.clone(), "copy_sum": self.copy_sum.clone()}
 
     def load_state(self, state: dict[str, Tensor]) -> None:
         self.grad_sum = state["grad_sum"].clone()
         self.count = state["count"].clone()
+        self.copy_sum = state.get("copy_sum", torch.zeros(self.grad_sum.shape[0], 0)).clone()
+
+    def _reset(self, n: int) -> None:
+        self.grad_sum = torch.zeros(n)
+        self.count = torch.zeros(n)
+        self.copy_sum = torch.zeros(n, 0)
 
     @torch.no_grad()
-    def accumulate(self, means2d_grad: Tensor, radii: Tensor, source: Tensor, width: int, height: int) -> None:
+    def accumulate(self, means2d_grad: Tensor, radii: Tensor, source: Tensor, width: int, height: int,
+                   copy: Tensor | None = None) -> None:
         """Add one view's statistics.
 
         Args:
             means2d_grad: [M, 2] gradient of the loss w.r.t. the projected means (pixels).
             radii: [M] or [M, 2] screen radii; > 0 where the Gaussian was rasterized.
             source: [M] canonical index of each world Gaussian.
+            copy: [M] which copy of its primitive each world Gaussian is in (``WorldGaussians.copy``);
+                needed for ``clone_per_copy``.
         """
         g = means2d_grad.detach().clone()
         g[:, 0] *= width / 2.0
@@ -137,6 +155,12 @@ class Densifier:
         seen[source[vis]] = True
         self.grad_sum += best.to(self.grad_sum.dtype)
         self.count += seen.to(self.count.dtype)
+        if self.settings.clone_per_copy and copy is not None and bool(vis.any()):
+            c_max = int(copy[vis].max()) + 1
+            if c_max > self.copy_sum.shape[1]:
+                self.copy_sum = torch.cat([self.copy_sum, self.copy_sum.new_zeros(n, c_max - self.copy_sum.shape[1])], 1)
+            flat = source[vis] * self.copy_sum.shape[1] + copy[vis]
+            self.copy_sum.view(-1).index_add_(0, flat, norm[vis].to(self.copy_sum.dtype))
 
     @torch.no_grad()
     def step(self, model: ProceduralGaussians, optimizers: dict[str, torch.optim.Optimizer],
@@ -188,9 +212,17 @@ class Densifier:
             z = old.new_zeros((n_clone + 2 * n_split, *old.shape[1:]))
             return torch.cat([old[keep], z])
 
-        prim = torch.cat([model.prim[keep], model.prim[ci], model.prim[si], model.prim[si]])
-        resize_params(model, optimizers, param_fn, state_fn, prim)
-        m = len(model)
-        self.grad_sum = torch.zeros(m)
-        self.count = torch.zeros(m)
+        rows = torch.cat([torch.nonzero(keep).squeeze(1), ci, si, si])
+        clone_copy = model.copy[ci].clone()
+        if s.clone_per_copy and self.copy_sum.shape[1] > 1 and n_clone:
+            # a shared Gaussian seen in two or more copies: its clone goes to the copy that wanted it most
+            per_copy = self.copy_sum[ci]
+            several = (per_copy > 0).sum(1) >= 2
+            own = several & (clone_copy < 0)
+            clone_copy[own] = per_copy[own].argmax(1)
+        resize_params(model, optimizers, param_fn, state_fn, rows)
+        if s.clone_per_copy:
+            n_keep = rows.shape[0] - n_clone - 2 * n_split
+            model.copy[n_keep:n_keep + n_clone] = clone_copy
+        self._reset(len(model))
         return n_clone, n_split, int(prune.sum())

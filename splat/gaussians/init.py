@@ -74,6 +74,10 @@ class InitSettings:
     held-out PSNR; the chair, which its program expresses, unchanged (31.4 dB)."""
     detail_distance: float = 0.01
     """Metres: a scan point farther than this from the program's surface seeds a detail Gaussian."""
+    detail_per_copy: bool = True
+    """A detail Gaussian is shown only by the copy of its primitive it was seeded beside (a knot on one
+    leg stays on that leg; an edit still moves it with the leg). False: shared by every copy, like the
+    program's own Gaussians (then a detail of one copy appears on all of them)."""
 
     def validate(self) -> None:
         """Raise :class:`SplatError` naming the field (``num_init``) for an out-of-range value."""
@@ -370,8 +374,9 @@ def add_detail_gaussians(
     deviation the root mean squared distance to the 3 nearest scan points, colour from the views),
     each owned by the primitive of the part whose surface is nearest: its world mean and covariance are
     pulled back by that part's ``A = M S`` into the primitive's canonical space, so an edit of the program
-    moves it with its part. Like every canonical Gaussian it is shared by all copies of that primitive.
-    The surface regulariser then keeps them only loosely (``loss.surface_band``).
+    moves it with its part. With ``settings.detail_per_copy`` only that copy of the primitive shows it
+    (``ProceduralGaussians.copy``), else every copy does. The surface regulariser then keeps them only
+    loosely (``loss.surface_band``).
     """
     from splat.ops.mesh_distance import point_mesh_sq_distance
 
@@ -397,6 +402,11 @@ def add_detail_gaussians(
     means_c = torch.empty_like(x)
     covars_c = torch.empty(x.shape[0], 3, 3, dtype=f64)
     prim = torch.empty(x.shape[0], dtype=torch.long)
+    copy = torch.full((x.shape[0],), -1, dtype=torch.long)
+    copy_of_part, seen = [], {}  # c-th part with its key, as ProceduralGaussians.pushforward counts them
+    for part in geometry.parts:
+        copy_of_part.append(seen.get(part.key, 0))
+        seen[part.key] = copy_of_part[-1] + 1
     for p in torch.unique(parts).tolist():
         sel = torch.nonzero(parts == p).squeeze(1)
         part = geometry.parts[p]
@@ -405,6 +415,8 @@ def add_detail_gaussians(
         means_c[sel] = (x[sel] - t) @ A_inv.T
         covars_c[sel] = (A_inv @ A_inv.T)[None] * sigma[sel, None, None] ** 2
         prim[sel] = key_index[part.key]
+        if settings.detail_per_copy:
+            copy[sel] = copy_of_part[p]
     log_scales, quats = covariances_to_scales_quats(covars_c)
     m = x.shape[0]
     new = _point_params(means_c, quats, log_scales, x, settings, model.sh_degree, views,
@@ -413,5 +425,6 @@ def add_detail_gaussians(
     for name, old in model.params.items():
         extra = new[name] if name in new else old.new_zeros((m, *old.shape[1:]))  # residuals start at 0
         params[name] = torch.cat([old.detach(), extra])
-    grown = ProceduralGaussians(model.keys, params, torch.cat([model.prim, prim]), model.sh_degree)
+    grown = ProceduralGaussians(model.keys, params, torch.cat([model.prim, prim]), model.sh_degree,
+                                torch.cat([model.copy, copy]))
     return grown, m

@@ -17,8 +17,13 @@ Convention:
     part's approximating ``shape_map``.
 
 Parameters live in one flat :class:`torch.nn.ParameterDict` over all canonical Gaussians, with a
-``prim`` index [N] saying which primitive key owns each; optimizers are kept by the caller (one per
-parameter name, see :mod:`splat.gaussians.densify`).
+``prim`` index [N] saying which primitive key owns each and a ``copy`` index [N] saying which of its
+copies show it: -1 (the rule) for every copy, ``c >= 0`` for the ``c``-th copy only (copies counted in
+``geometry.parts`` order among the parts with that key). Copy-owned Gaussians are the *detail* Gaussians
+seeded where the scan shows surface the program lacks (:func:`splat.gaussians.add_detail_gaussians`): a
+detail of one leg is not repeated on the other legs, yet an edit moves it with its leg. An edit that leaves
+a key fewer copies drops the Gaussians of the copies that no longer exist. Optimizers are kept by the
+caller (one per parameter name, see :mod:`splat.gaussians.densify`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class WorldGaussians(NamedTuple):
     sh: Tensor  # [M, K, 3] SH coefficients, K = (sh_degree + 1)^2
     source: Tensor  # [M] long: index of the canonical Gaussian each one copies
     part: Tensor  # [M] long: index into geometry.parts of the copy it belongs to
+    copy: Tensor  # [M] long: which copy of its primitive that part is (0, 1, ... in geometry.parts order)
 
 
 def key_id(key: Any) -> str:
@@ -66,14 +72,17 @@ class ProceduralGaussians(nn.Module):
             optionally residuals [N, C, 3] (per-copy DC colour residuals; C = most copies of any key).
         prim: [N] long, key index of each Gaussian.
         sh_degree: SH degree of the colours.
+        copy: [N] long, the copy that shows each Gaussian (-1: every copy); default all -1.
     """
 
-    def __init__(self, keys: Sequence[Any], params: dict[str, Tensor], prim: Tensor, sh_degree: int):
+    def __init__(self, keys: Sequence[Any], params: dict[str, Tensor], prim: Tensor, sh_degree: int,
+                 copy: Tensor | None = None):
         super().__init__()
         self.keys = tuple(keys)
         self.sh_degree = int(sh_degree)
         self.params = nn.ParameterDict({k: nn.Parameter(v.detach().clone()) for k, v in params.items()})
         self.register_buffer("prim", prim.detach().clone().long())
+        self.register_buffer("copy", _copy_index(copy, self.prim))
         n = self.prim.shape[0]
         for name, p in self.params.items():
             if p.shape[0] != n:
@@ -90,11 +99,18 @@ class ProceduralGaussians(nn.Module):
     def has_residuals(self) -> bool:
         return "residuals" in self.params
 
-    def set_params(self, params: dict[str, nn.Parameter], prim: Tensor) -> None:
-        """Replace parameters and ``prim`` (after densification); params must already be Parameters."""
+    def set_params(self, params: dict[str, nn.Parameter], prim: Tensor, copy: Tensor | None = None) -> None:
+        """Replace parameters, ``prim`` and ``copy`` (default all -1) after densification or a checkpoint
+        load; params must already be Parameters."""
         for name, p in params.items():
             self.params[name] = p
         self.prim = prim
+        self.copy = _copy_index(copy, prim)
+
+    @property
+    def num_copy_owned(self) -> int:
+        """How many Gaussians only one copy of their primitive shows."""
+        return int((self.copy >= 0).sum())
 
     def canonical_covars(self) -> Tensor:
         """[N, 3, 3] canonical covariances ``R diag(exp(2 log_scales)) R^T``."""
@@ -113,9 +129,8 @@ class ProceduralGaussians(nn.Module):
         skipped; a part whose key the model owns but that is inactive contributes nothing.
         """
         key_index = {k: i for i, k in enumerate(self.keys)}
-        order = torch.argsort(self.prim, stable=True)
-        counts = torch.bincount(self.prim, minlength=len(self.keys)).tolist()
-        members = torch.split(order, counts)
+        members = self._members()
+        counts = [sum(int(m.numel()) for m in ms.values()) for ms in members]
         mu_c = self.params["means"]
         copy_count: dict[int, int] = {}
         srcs, part_ids, copy_ids, local_ids, As, ts = [], [], [], [], [], []
@@ -127,7 +142,9 @@ class ProceduralGaussians(nn.Module):
             copy_count[k] = c + 1
             if not bool(part.active[batch_index]) or counts[k] == 0:
                 continue
-            idx = members[k]
+            idx = members[k][-1] if c not in members[k] else torch.cat([members[k][-1], members[k][c]])
+            if idx.numel() == 0:
+                continue
             M = part.transform[batch_index].to(mu_c.dtype)
             As.append(M[:3, :3] @ part.shape_map[batch_index].to(mu_c.dtype))
             ts.append(M[:3, 3])
@@ -139,7 +156,7 @@ class ProceduralGaussians(nn.Module):
         if not srcs:
             z = mu_c.new_zeros
             e = torch.zeros(0, dtype=torch.long, device=mu_c.device)
-            return WorldGaussians(z(0, 3), z(0, 3, 3), z(0, 3, 3), z(0), z(0, K, 3), e, e)
+            return WorldGaussians(z(0, 3), z(0, 3, 3), z(0, 3, 3), z(0), z(0, K, 3), e, e, e)
         src = torch.cat(srcs)
         local = torch.cat(local_ids)
         A = torch.stack(As)[local]  # [M, 3, 3]
@@ -147,9 +164,10 @@ class ProceduralGaussians(nn.Module):
         means = (A @ mu_c[src][:, :, None]).squeeze(-1) + t
         F = A @ self.canonical_factor()[src]
         sh = torch.cat([self.params["sh0"], self.params["shN"]], dim=1)[src]
+        copy = torch.cat(copy_ids)
         if self.has_residuals:
             res = self.params["residuals"]
-            cid = torch.cat(copy_ids).clamp_max(res.shape[1] - 1)
+            cid = copy.clamp_max(res.shape[1] - 1)
             sh = torch.cat([sh[:, :1] + res[src, cid][:, None, :], sh[:, 1:]], dim=1)
         return WorldGaussians(
             means=means,
@@ -159,15 +177,36 @@ class ProceduralGaussians(nn.Module):
             sh=sh,
             source=src,
             part=torch.cat(part_ids),
+            copy=copy,
         )
+
+    def _members(self) -> list[dict[int, Tensor]]:
+        """Per key, the rows of its Gaussians by copy (-1: shown by every copy; always present), each in
+        ascending row order."""
+        n_keys = len(self.keys)
+        order = torch.argsort(self.prim, stable=True)
+        per_key = torch.split(order, torch.bincount(self.prim, minlength=n_keys).tolist())
+        out: list[dict[int, Tensor]] = []
+        owned = bool((self.copy >= 0).any())
+        for rows in per_key:
+            if not owned:
+                out.append({-1: rows})
+                continue
+            cp = self.copy[rows]
+            groups = {-1: rows[cp < 0]}
+            for c in torch.unique(cp[cp >= 0]).tolist():
+                groups[int(c)] = rows[cp == c]
+            out.append(groups)
+        return out
 
     # --- checkpoints ---------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Plain dict for checkpoints: params, prim, key ids, sh degree."""
+        """Plain dict for checkpoints: params, prim, copy, key ids, sh degree."""
         return {
             "params": {k: v.detach().clone() for k, v in self.params.items()},
             "prim": self.prim.clone(),
+            "copy": self.copy.clone(),
             "key_ids": list(self.key_ids),
             "sh_degree": self.sh_degree,
         }
@@ -179,4 +218,15 @@ class ProceduralGaussians(nn.Module):
         missing = [i for i in state["key_ids"] if i not in by_id]
         if missing:
             raise ValueError(f"checkpoint primitives {missing} are not in the program")
-        return cls([by_id[i] for i in state["key_ids"]], state["params"], state["prim"], state["sh_degree"])
+        return cls([by_id[i] for i in state["key_ids"]], state["params"], state["prim"], state["sh_degree"],
+                   state.get("copy"))  # checkpoints written before copy-owned Gaussians: every copy
+
+
+def _copy_index(copy: Tensor | None, prim: Tensor) -> Tensor:
+    """``copy`` as a long tensor beside ``prim`` (None: all -1, every copy shows every Gaussian)."""
+    if copy is None:
+        return torch.full_like(prim, -1)
+    copy = copy.detach().clone().long().to(prim.device)
+    if copy.shape != prim.shape:
+        raise ValueError(f"copy has shape {list(copy.shape)}, prim {list(prim.shape)}")
+    return copy

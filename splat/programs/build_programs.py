@@ -8,6 +8,7 @@ in x/y, the front faces -Y. Defaults are plausible furniture deliberately away f
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -300,10 +301,19 @@ STOOL_PARAMS = [
     P("Base Type", "int", (0, 1), 0, group="Base", labels=("legs", "pedestal")),
     P("Leg Shape", "int", (0, 1), 1, requires=[["Base Type", 0]], group="Base", labels=("square", "round")),
     P("Leg Size", "float", (0.02, 0.06), 0.035, group="Base"),
+    # splay, in degrees: each leg leans outward about its top under the seat; Leg Splay is the lean seen
+    # from the front (the feet spread along X), Side Splay the lean about X (the feet spread along Y)
+    P("Leg Splay", "float", (0.0, 12.0), 0.0, requires=[["Base Type", 0]], group="Base"),
+    P("Side Splay", "float", (0.0, 12.0), 0.0, requires=[["Base Type", 0]], group="Base"),
+    P("Has Apron", "bool", None, False, requires=[["Base Type", 0]], group="Base"),
+    P("Apron Height", "float", (0.03, 0.15), 0.07, requires=[["Base Type", 0], "Has Apron"], group="Base"),
     P("Has Stretchers", "bool", None, False, requires=[["Base Type", 0]], group="Base"),
     P("Stretcher Height", "float", (0.08, 0.35), 0.2, requires=[["Base Type", 0], "Has Stretchers"], group="Base"),
     P("Base Radius", "float", (0.12, 0.25), 0.18, requires=[["Base Type", 1]], group="Base"),
 ]
+
+# cos/sin of the angles of a 16-gon's vertices in the first quadrant (the round leg's lowest vertex)
+_Q16 = [(math.cos(k * math.pi / 8.0), math.sin(k * math.pi / 8.0)) for k in range(5)]
 
 
 def stool() -> tuple[dict, list]:
@@ -315,21 +325,57 @@ def stool() -> tuple[dict, list]:
     square_seat = t.cube(t.vec(w, p["Seat Depth"], th), name="Square Seat")
     round_seat = t.cylinder(w / 2.0, th, 32, name="Round Seat")
     seat = t.transform(t.switch("GEOMETRY", rnd_seat, square_seat, round_seat), translation=t.vec(0.0, 0.0, h - th / 2.0))
-    # legs on the corners of the seat's inner rectangle (of the square inscribed in a round seat)
+    # leg tops on the corners of the seat's inner rectangle (of the square inscribed in a round seat)
     f = t.switch("FLOAT", rnd_seat, 1.0, 0.7071)
-    span_x = (w - ov * 2.0) * f - s
-    span_y = (d - ov * 2.0) * f - s
+    hx = ((w - ov * 2.0) * f - s) / 2.0
+    hy = ((d - ov * 2.0) * f - s) / 2.0
     lh = h - th
-    square = t.transform(t.cube(t.vec(s, s, lh), name="Square Leg"), translation=t.vec(0.0, 0.0, lh / 2.0))
-    rnd = t.transform(t.cylinder(s / 2.0, lh, 16, name="Round Leg"), translation=t.vec(0.0, 0.0, lh / 2.0))
-    legs = t.instance(t.grid(span_x, span_y, 2, 2, name="Leg Corners"),
-                      t.switch("GEOMETRY", t.eq(p["Leg Shape"], 1), square, rnd))
-    sh, b = p["Stretcher Height"], s * 0.6
-    st_x = t.instance(t.line(2, t.vec(0.0, -(span_y / 2.0), sh), t.vec(0.0, span_y, 0.0), name="Stretcher X Points"),
-                      t.cube(t.vec(span_x, b, b), name="Stretcher X"))
-    st_y = t.instance(t.line(2, t.vec(-(span_x / 2.0), 0.0, sh), t.vec(span_x, 0.0, 0.0), name="Stretcher Y Points"),
-                      t.cube(t.vec(b, span_y, b), name="Stretcher Y"))
-    legs = t.join(legs, t.switch("GEOMETRY", p["Has Stretchers"], None, t.join(st_x, st_y)))
+    round_legs = t.eq(p["Leg Shape"], 1)
+    # splay: the leg at the corner (sx, sy) is rotated by Euler XYZ (sy * ax, -sx * ay, 0) about its top
+    # centre (lh above the floor), so its axis drops by lh while moving out by lh * tx along X and
+    # lh * ty along Y
+    ay = t.math("RADIANS", p["Leg Splay"])
+    ax = t.math("RADIANS", p["Side Splay"])
+    sin_y, cos_y = t.math("SINE", ay), t.math("COSINE", ay)
+    sin_x, cos_x = t.math("SINE", ax), t.math("COSINE", ax)
+    tx = t.math("TANGENT", ay)
+    ty = t.math("TANGENT", ax) / cos_y
+    # the lowest point of the tilted foot lies r * m below the foot's centre: (a, b) is the horizontal
+    # direction of the axis' lean, m = max over the foot's corners (square) or its 16-gon's vertices
+    # (round) of (a, b) . (corner / r)
+    a, b = sin_y, sin_x * cos_y
+    m_round = t.math("MAXIMUM", t.math("MAXIMUM", a, b),
+                     t.math("MAXIMUM", t.math("MAXIMUM", a * _Q16[1][0] + b * _Q16[1][1],
+                                                        a * _Q16[2][0] + b * _Q16[2][1]),
+                            a * _Q16[3][0] + b * _Q16[3][1]))
+    m = t.switch("FLOAT", round_legs, a + b, m_round)
+    length = (lh - s / 2.0 * m) / (cos_x * cos_y)  # so that the lowest point of the foot is on the floor
+    square = t.transform(t.cube(t.vec(s, s, length), name="Square Leg"), translation=t.vec(0.0, 0.0, -(length / 2.0)))
+    rnd = t.transform(t.cylinder(s / 2.0, length, 16, name="Round Leg"), translation=t.vec(0.0, 0.0, -(length / 2.0)))
+    leg = t.switch("GEOMETRY", round_legs, square, rnd)  # top centre at the origin
+    four = []
+    for sx, sy in ((-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0), (1.0, 1.0)):
+        four.append(t.transform(leg, translation=t.vec(hx * sx, hy * sy, lh), rotation=t.vec(ax * sy, ay * -sx, 0.0)))
+    legs = t.join(*four)
+
+    def rails(z_centre, height, thick, tag):
+        """Rails between adjacent legs with their centres at ``z_centre``: two along X (front and back),
+        two along Y (the sides), each from the inner face of one leg to the next at that height."""
+        depth = lh - z_centre  # below the leg tops
+        ox = hx + depth * tx  # leg axes at that height
+        oy = hy + depth * ty
+        along_x = t.instance(t.line(2, t.vec(0.0, -oy, z_centre), t.vec(0.0, oy * 2.0, 0.0), name=f"{tag} X Points"),
+                             t.cube(t.vec(ox * 2.0 - s, thick, height), name=f"{tag} X"))
+        along_y = t.instance(t.line(2, t.vec(-ox, 0.0, z_centre), t.vec(ox * 2.0, 0.0, 0.0), name=f"{tag} Y Points"),
+                             t.cube(t.vec(thick, oy * 2.0 - s, height), name=f"{tag} Y"))
+        return t.join(along_x, along_y)
+
+    ah = p["Apron Height"]
+    apron = rails(lh - ah / 2.0, ah, s * 0.5, "Apron")
+    sb = s * 0.6
+    stretchers = rails(p["Stretcher Height"], sb, sb, "Stretcher")
+    legs = t.join(legs, t.switch("GEOMETRY", p["Has Apron"], None, apron),
+                  t.switch("GEOMETRY", p["Has Stretchers"], None, stretchers))
     col_h = lh - 0.03
     column = t.transform(t.cylinder(s, col_h, 24, name="Column"), translation=t.vec(0.0, 0.0, col_h / 2.0 + 0.03))
     disc = t.transform(t.cylinder(p["Base Radius"], 0.03, 32, name="Base Disc"), translation=t.vec(0.0, 0.0, 0.015))
@@ -560,7 +606,8 @@ def bed() -> tuple[dict, list]:
 
 LIBRARY = {
     "chair": ("seating", "chair: square/round/pedestal legs, stretchers, solid or slatted back, arms"),
-    "stool": ("seating", "stool: square or round seat, four square/round legs with stretchers, or a pedestal"),
+    "stool": ("seating", "stool: square or round seat, four square/round (splayable) legs with an apron and stretchers, "
+                        "or a pedestal"),
     "sofa": ("seating", "sofa: base, seat cushions, back, optional arms and legs"),
     "table": ("table", "table: rectangular/oval top, square/round/trestle legs, apron, shelf"),
     "desk": ("table", "desk: top on legs or side panels, drawer pedestal (right/left) with handles, modesty panel"),

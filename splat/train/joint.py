@@ -170,7 +170,8 @@ class JointTrainer:
 
     def load_state(self, state: dict[str, Any]) -> None:
         g = state["gaussians"]
-        self.gaussians.set_params({k: torch.nn.Parameter(v.clone()) for k, v in g["params"].items()}, g["prim"].clone())
+        self.gaussians.set_params({k: torch.nn.Parameter(v.clone()) for k, v in g["params"].items()}, g["prim"].clone(),
+                                  g.get("copy"))
         self.fit.load_state(state["fit"])
         if self.exposure is not None:
             with torch.no_grad():
@@ -284,7 +285,8 @@ class JointTrainer:
         self.fit.clamp_()
 
         if cfg.densify.collects(step) and res.means2d.grad is not None:
-            self.densifier.accumulate(res.means2d.grad[0], res.radii[0], world.source, data.width, data.height)
+            self.densifier.accumulate(res.means2d.grad[0], res.radii[0], world.source, data.width, data.height,
+                                      world.copy)
             if cfg.densify.due(step):
                 self._densify(world)
         self.step += 1
