@@ -1,8 +1,8 @@
 """`splat batch` throughput: 2 workers x 1 thread against 1 worker, and the Ray engine against the local one.
 
-The same batch of 4 small scenes (the shipped chair, table and cabinet, and the shipped stool with the
-table program as its stand-in, as bench/bench_scenes.py does; a shrunk config, ~30-40 s per scene at
-one thread) runs three times, side by side in one run, each into a fresh output folder:
+The same batch of 4 small scenes (the shipped chair, table and cabinet, and a copy of the shipped stool
+naming the table program, the batch's one scene-folder job with a program of the user's choosing; a
+shrunk config, ~30-40 s per scene at one thread) runs three times, side by side in one run, each into a fresh output folder:
 
     local, 1 worker x 1 thread      the reference
     local, 2 workers x 1 thread     goal: >= 1.6x faster than 1 worker (a 2-core machine)

@@ -212,6 +212,13 @@ class LossConfig:
     mesh_depth: float = 1.0
     """Weight of the L1 between the program mesh's rendered z-depth and the depth map (metres scaled by
     1/extent, on the mask; only while the program or placement trains)."""
+    mesh_silhouette_mode: Literal["both", "carve"] = "both"
+    """"both": the L1 above on every pixel (the mesh is pulled in where it covers background and out
+    where it misses the mask). "carve", for a capture whose mask comes from depth isolation and loses the
+    object's edges to depth holes: mask pixels (shrunk by ``mask_erode``) the mesh misses pull it out,
+    and only pixels outside the mask whose sensor depth lies more than ``mesh_max_residual`` behind the
+    mesh (space the sensor saw through) push it in; a pixel without a reading says nothing. Both terms
+    are means over the shrunk mask's pixels."""
     mesh_max_residual: float = 0.02
     """Metres; mesh-depth residuals above this are left out (a pixel that sees another part or surface
     than the mesh says: the silhouette, not the depth, settles such pixels)."""
@@ -239,6 +246,8 @@ class LossConfig:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         if self.ssim > 1.0:
             _fail("ssim", f"must be in [0, 1], got {self.ssim}")
+        if self.mesh_silhouette_mode not in ("both", "carve"):
+            _fail("mesh_silhouette_mode", f"must be 'both' or 'carve', got {self.mesh_silhouette_mode!r}")
         if self.chamfer_samples < 1:
             _fail("chamfer_samples", f"must be >= 1, got {self.chamfer_samples}")
         if self.chamfer_scan_points < 16:

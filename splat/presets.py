@@ -94,12 +94,13 @@ def tum_cabinet() -> TrainConfig:
             depth_max_residual=0.05,
             # the masked scan can keep a few floor or cable points at the object's foot
             chamfer_trim=0.02,
-            # the program refines against the mesh's depth only: a capture's mask comes from the depth
-            # isolation, its outline a few pixels off the colour image and eaten by flying pixels; with the
-            # mesh's silhouette against it the box shrank by 3-6 cm (held-out depth error 1.40 cm), with the
-            # depth alone the held-out depth error fell from 1.74 cm (geometry held) to 0.98 cm (1.63 cm
-            # with the default detail Gaussians, which raised the masked PSNR 19.5 -> 19.8 dB)
-            mesh_silhouette=0.0,
+            # a capture's mask comes from the depth isolation, its outline a few pixels off the colour
+            # image and eaten by flying pixels: with the two-sided mesh silhouette against it the box shrank
+            # by 3-6 cm (held-out depth error 1.40 cm); with the depth alone thin parts stayed too thin
+            # (nothing in the depth tells a part that misses pixels). Carving: mask pixels the mesh misses
+            # pull it out, only pixels the sensor saw through push it in.
+            mesh_silhouette=1.0,
+            mesh_silhouette_mode="carve",
             # Kinect noise (~1-2 cm at 1.4 m): the mesh's depth residuals up to 5 cm are inliers, as above
             mesh_max_residual=0.05,
         ),

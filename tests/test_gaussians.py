@@ -249,6 +249,27 @@ def test_clone_per_copy_gives_the_clone_to_the_copy_that_wanted_it():
         assert int((after.part == 2).sum()) == 2 * int((after.part == 1).sum())
 
 
+def test_per_copy_residuals_start_at_each_copys_own_colour():
+    w = torch.tensor(0.8, dtype=torch.float64)
+    geo = make_geometry(w)
+    vm, K = _camera([0.0, -2.0, 0.25], [0, 0.2, 0.25], f=60.0, size=64)
+    img = torch.empty(1, 64, 64, 3)
+    img[:, :, :32] = torch.tensor([0.9, 0.1, 0.1])  # the left leg (x < 0) is red ...
+    img[:, :, 32:] = torch.tensor([0.1, 0.1, 0.9])  # ... the right one blue
+    views = TrainViews(img, vm, K, None, None)
+    model = init_gaussians(geo, InitSettings(num_init=400, per_copy_residuals=True), torch.Generator().manual_seed(1),
+                           views, dtype=torch.float64)
+    world = model.pushforward(geo)
+    rgb = 0.5 + 0.28209479177387814 * world.sh[:, 0]
+    leg = model.keys.index(LEG)
+    on_leg = model.prim[world.source] == leg
+    x = world.means[:, 0].detach()
+    for part, colour in ((1, [0.9, 0.1, 0.1]), (2, [0.1, 0.1, 0.9])):
+        sel = on_leg & (world.part == part) & (x.abs() > 0.05)  # clear of the image's middle column
+        assert int(sel.sum()) > 10
+        torch.testing.assert_close(rgb[sel].median(0).values, torch.tensor(colour, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
 def test_colours_projected_from_views_and_hidden_points_dropped():
     w = torch.tensor(0.8, dtype=torch.float64)
     geo = make_geometry(w)

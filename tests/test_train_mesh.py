@@ -16,6 +16,7 @@ from splat.program import ProgramFit, ShapeProgram
 from splat.ops.mesh_raster import render_mesh
 from splat.train.data import train_data
 from splat.train.joint import JointTrainer
+from splat.train.losses import erode_mask
 from train_fixtures import STOOL_PARAMS, make_stool_scene, stool_program_dict
 
 
@@ -26,7 +27,7 @@ def stool(tmp_path_factory):
     return root
 
 
-def _trainer(scene_root, width: float, steps: int, **loss) -> JointTrainer:
+def _trainer(scene_root, width: float, steps: int, *, capture_mask: bool = False, **loss) -> JointTrainer:
     r = dataclasses.replace
     cfg = presets.smoke(TrainConfig(scene=str(scene_root), threads=1))
     cfg = r(cfg, optim=r(cfg.optim, steps=steps, program_start=0, lr_program=0.02, lr_placement=0.0,
@@ -45,7 +46,12 @@ def _trainer(scene_root, width: float, steps: int, **loss) -> JointTrainer:
                          data.Ks[v].double(), data.width, data.height, rm.face_active[0])
         masks.append(mv.face >= 0)
         depths.append(mv.depth.detach().to(data.depths.dtype))
-    data = r(data, masks=torch.stack(masks), depths=torch.stack(depths))
+    masks, depths = torch.stack(masks), torch.stack(depths)
+    if capture_mask:  # as depth isolation gives it: edge pixels lost (their depth still reads the object),
+        # the background read far behind
+        depths = torch.where(masks, depths, torch.full_like(depths, 3.0))
+        masks = torch.stack([erode_mask(m, 1) for m in masks])
+    data = r(data, masks=masks, depths=depths)
     fit = ProgramFit(program, dict(STOOL_PARAMS, Width=width), torch.eye(4, dtype=torch.float64))
     views = TrainViews(data.images, data.viewmats, data.Ks, data.depths, data.masks)
     gaussians = init_gaussians(fit.geometry(), r(cfg.gaussians, num_init=1500), g, views)
@@ -70,6 +76,23 @@ def test_the_mesh_silhouette_and_depth_pull_a_wrong_width_to_the_truth(stool):
     # 64 px views: a pixel is ~1 cm at the stool; the fit ends well inside one
     assert err < 0.004, trainer.fit.assignment()
     assert abs(trainer.fit.assignment()["Height"] - STOOL_PARAMS["Height"]) < 0.004
+
+
+@pytest.mark.parametrize("start", [-0.06, 0.06])
+def test_carving_fits_a_capture_mask_that_lost_its_edges(stool, start):
+    truth = STOOL_PARAMS["Width"]
+    carve = _trainer(stool, truth + start, 60, capture_mask=True, mesh_silhouette_mode="carve", mesh_depth=0.0)
+    carve.run()
+    width = carve.fit.assignment()["Width"]
+    if start < 0:  # pulled out to cover the mask; the lost edge (1 px, ~1 cm) says nothing either way
+        assert truth - 0.015 < width < truth + 0.004, width
+        return
+    # pushed in only by seen-through pixels: it stops at the true edge, not at the shrunk mask's ...
+    assert abs(width - truth) < 0.006, width
+    # ... where the two-sided silhouette, taking the shrunk mask at its word, ends
+    both = _trainer(stool, truth + start, 60, capture_mask=True, mesh_depth=0.0)
+    both.run()
+    assert both.fit.assignment()["Width"] < width - 0.005, both.fit.assignment()
 
 
 def test_the_surface_band_lets_detail_gaussians_leave_with_a_bounded_pull():

@@ -260,7 +260,16 @@ class JointTrainer:
             mv = render_mesh(rm.verts[0], rm.faces, rm.vert_part, rm.face_part, viewmat, data.Ks[v], data.width,
                              data.height, rm.face_active[0])
             if use_sil:
-                l_msil = mask_loss(mv.alpha, mask, visible)
+                if lc.mesh_silhouette_mode == "carve":
+                    inner = erode_mask(mask, lc.mask_erode)
+                    cover = inner if visible is None else inner & visible
+                    l_msil = ((1.0 - mv.alpha) * cover).sum()
+                    if depth is not None:  # seen-through space outside the mask
+                        free = (depth > 0) & ~mask & (mv.face >= 0) & (depth > mv.depth.detach() + lc.mesh_max_residual)
+                        l_msil = l_msil + (mv.alpha * free).sum()
+                    l_msil = l_msil / cover.sum().clamp_min(1)
+                else:
+                    l_msil = mask_loss(mv.alpha, mask, visible)
                 loss = loss + lc.mesh_silhouette * l_msil
             if use_mdepth:
                 region = (mv.face >= 0) if mask is None else (mv.face >= 0) & mask
