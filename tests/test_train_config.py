@@ -59,7 +59,7 @@ def test_chair_preset_resolves_to_the_values_the_trainer_used():
     assert (cfg.scan.points, cfg.scan.voxel) == (20000, 0.005)
     g = cfg.gaussians
     assert (g.num_init, g.sh_degree, g.flatness, g.init_opacity, g.color_mode, g.constant_color,
-            g.per_copy_residuals) == (12000, 0, 0.15, 0.7, "project", (0.5, 0.5, 0.5), False)
+            g.per_copy_residuals) == (12000, 0, 0.15, 0.7, "project", (0.5, 0.5, 0.5), True)
     o = cfg.optim
     assert (o.steps, o.lr_program, o.lr_placement, o.program_start) == (1000, 5e-3, 1e-3, 100)
     lc = cfg.loss

@@ -56,14 +56,12 @@ class InitSettings:
     constant_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
     """Colour (linear [0, 1] RGB as stored in the images) for color_mode="constant" and for Gaussians no
     view sees."""
-    per_copy_residuals: bool = False
+    per_copy_residuals: bool = True
     """Learn a DC colour residual per copy of a primitive (for copies that differ in appearance: the
     shelves of a bookcase lit differently, four legs with their own grain); each copy starts at the
     mean colour of the pixels that see it (with color_mode "project"), minus the shared colour. Measured
-    against False (same cached search, 1000 steps, bench/RESULTS.md): held-out PSNR chair 31.45 -> 31.73,
-    table 32.46 -> 32.73, cabinet 27.63 -> 28.17 dB. Not the default yet: with it, a run killed at some
-    moments and resumed ended differently from an uninterrupted one (tests/test_reliability_resume.py,
-    1 of 4 tries)."""
+    (same cached searches, 1000 steps, with clone_per_copy, bench/RESULTS.md): held-out PSNR chair 31.66
+    -> 31.96, table 32.64 -> 32.94, cabinet 27.87 -> 28.45 dB (residuals started at zero)."""
     oversample: int = 3
     """Candidates drawn per kept Gaussian when filtering by visibility."""
     depth_tolerance: float = 0.02
