@@ -95,8 +95,7 @@ def _outcome(program: ShapeProgram, res: Any, data: TrainData, cfg: TrainConfig,
         from splat.train.structure import refine_structure
 
         t1 = time.perf_counter()
-        assignment, check = refine_structure(program, assignment, placement.detach(), data, raster=cfg.raster,
-                                             seed=cfg.seed)
+        assignment, check = refine_structure(program, assignment, placement.detach(), data, seed=cfg.seed)
         info.update({f"check_{k}": v for k, v in check.items()})
         info["check_seconds"] = time.perf_counter() - t1
     if cfg.structure.edge_check:

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from splat.program import ShapeProgram
 from splat.ops import ChamferSettings, chamfer_distance, sample_surface
 from splat.ops.mesh_raster import render_mesh
-from splat.render import RasterSettings
 from splat.train.data import TrainData
 
 
@@ -73,18 +72,15 @@ class SilhouetteScorer:
 
 
 def refine_structure(program: ShapeProgram, assignment: dict[str, Any], placement: torch.Tensor, data: TrainData, *,
-                     sweeps: int = 2, margin: float = 0.03, raster: RasterSettings | None = None,
-                     seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+                     sweeps: int = 2, margin: float = 0.03, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Coordinate descent over the discrete parameters on the silhouette error.
 
     Returns the (possibly changed) assignment and an info dict (errors before/after, changes made).
-    A change must lower the error by ``margin`` (relative) to be kept. ``raster``: unused (the check
-    renders the program's mesh, not Gaussians); accepted so callers may pass the run's settings.
+    A change must lower the error by ``margin`` (relative) to be kept.
     """
     if data.masks is None:
         return dict(assignment), {"skipped": "no masks"}
     space = program.space
-    del raster
     scorer = SilhouetteScorer(program, placement, data, seed=seed)
     best = dict(space.validate(dict(assignment)))
     sil0, cham0 = scorer(best)
