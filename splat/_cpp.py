@@ -1,7 +1,9 @@
 """Building and loading the project's C++ CPU kernels (one loader for all of them).
 
-Each kernel is compiled from its source file (staged as a copy in its build folder, so every installed copy
-of the package shares one cached build) on first use with ``torch.utils.cpp_extension.load``
+Each kernel is compiled from its source file (staged as a copy in its build folder, so that every copy of
+the package using the same torch, e.g. two clones in one virtual environment, shares one cached build; a
+new virtual environment has its own torch headers, which torch writes into ``build.ninja`` by path, so it
+builds once, with the line below) on first use with ``torch.utils.cpp_extension.load``
 (``-O3 -march=native``, threads are plain std::threads) and cached in torch's extension folder
 (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions/py311_cpu``), one build folder per
 kernel; later processes load the cached build in well under a second. If the build fails, one warning
@@ -118,9 +120,11 @@ def _build_and_load(name: str, source: Path, what: str):
 def _stage_source(build_dir: Path, name: str, source: Path) -> Path:
     """The source as compiled: a copy in the build folder, rewritten only when its content differs.
 
-    Building from a fixed path makes ``build.ninja`` the same for every copy of the package (an editable
-    checkout and an installed wheel, or two virtual environments) so they share one cached build
-    instead of rebuilding each other's; an unchanged copy keeps its mtime, so ninja has nothing to do.
+    Building from a fixed path makes ``build.ninja`` the same for every copy of the package that uses
+    the same torch install (two clones, or an editable checkout and a wheel, in one virtual environment),
+    so they share one cached build instead of rebuilding each other's; an unchanged copy keeps its mtime,
+    so ninja has nothing to do. Another environment's torch include paths change ``build.ninja``: it
+    rebuilds once (said on stderr) and the environments then take turns rebuilding if used alternately.
     """
     staged = build_dir / f"{name}.cpp"
     text = Path(source).read_bytes()
