@@ -2,9 +2,10 @@
 
 Before issue 19 every preset held the program's parameters and placement at the search's values (learning
 rates 0); now they train against the program mesh's silhouette and depth (:mod:`splat.ops.mesh_raster`)
-and the Chamfer term. This benchmark runs the scene's search once, then two joint trainers from the same
-start: "held" (the old presets: program and placement learning rates 0) and "refined" (the preset as it
-is), and times them interleaved in blocks of steps past ``optim.program_start`` (so both see the same
+and the Chamfer term, with detail Gaussians, per-copy colour residuals and clones owned by one copy. This
+benchmark runs the scene's search once, then two joint trainers from the same start: "held" (the presets
+as they were: program and placement learning rates 0, no detail Gaussians, no residuals, shared clones)
+and "refined" (the preset as it is, detail Gaussians seeded as the trainer seeds them), and times them interleaved in blocks of steps past ``optim.program_start`` (so both see the same
 machine load), then prints ms per step of each, their ratio, and the split of the refined step's extra
 time (mesh render, Chamfer term).
 
@@ -46,7 +47,7 @@ def main() -> None:
     import splat.train.joint as joint
     from splat import presets
     from splat.data import load_scene
-    from splat.gaussians import TrainViews, init_gaussians
+    from splat.gaussians import TrainViews, add_detail_gaussians, init_gaussians
     from splat.program import ProgramFit
     from splat.train.data import train_data
     from splat.train.search_stage import search_stage
@@ -67,14 +68,19 @@ def main() -> None:
     outcome = search_stage(program, data, cfg, g)
     views = TrainViews(data.images, data.viewmats, data.Ks, data.depths, data.masks)
     configs = {
-        "held": r(cfg, optim=r(cfg.optim, lr_program=0.0, lr_placement=0.0)),
+        "held": r(cfg, optim=r(cfg.optim, lr_program=0.0, lr_placement=0.0),
+                  gaussians=r(cfg.gaussians, detail_init=0, per_copy_residuals=False),
+                  densify=r(cfg.densify, clone_per_copy=False)),
         "refined": cfg,
     }
     trainers = {}
     for name, c in configs.items():
         gen = torch.Generator().manual_seed(cfg.seed)
         fit = ProgramFit(program, outcome.assignment, outcome.placement)
-        trainers[name] = joint.JointTrainer(c, data, fit, init_gaussians(fit.geometry(), c.gaussians, gen, views), gen)
+        geo = fit.geometry()
+        model = init_gaussians(geo, c.gaussians, gen, views)
+        model, _ = add_detail_gaussians(model, geo, data.scan, c.gaussians, gen, views)
+        trainers[name] = joint.JointTrainer(c, data, fit, model, gen)
     for t in trainers.values():  # up to program_start: the Gaussians settle, the geometry is still held
         while t.step < cfg.optim.program_start:
             t.train_step()
@@ -110,7 +116,7 @@ def main() -> None:
     ms = {k: 1e3 * v / n for k, v in seconds.items()}
     print(f"\n{args.scene}, {n} steps each after step {cfg.optim.program_start}, interleaved in blocks of "
           f"{args.block_steps}; load {load_line()}")
-    print(f"held (program and placement learning rates 0): {ms['held']:.1f} ms/step, "
+    print(f"held (program and placement learning rates 0, no details/residuals): {ms['held']:.1f} ms/step, "
           f"{len(trainers['held'].gaussians)} Gaussians")
     print(f"refined (the preset): {ms['refined']:.1f} ms/step, {len(trainers['refined'].gaussians)} Gaussians")
     print(f"ratio refined / held: {ms['refined'] / ms['held']:.2f} (goal <= 1.5)")

@@ -1,10 +1,11 @@
 """Building and loading the project's C++ CPU kernels (one loader for all of them).
 
-Each kernel is compiled from its source file (staged as a copy in its build folder, so every installed copy
-of the package shares one cached build) on first use with ``torch.utils.cpp_extension.load``
+Each kernel is compiled from its source file (staged as a copy in its build folder, so that every copy of
+the package using the same torch install, e.g. two clones in one virtual environment, shares one cached
+build; each torch install has its own folder, see :func:`build_directory`) on first use with ``torch.utils.cpp_extension.load``
 (``-O3 -march=native``, threads are plain std::threads) and cached in torch's extension folder
-(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions/py311_cpu``), one build folder per
-kernel; later processes load the cached build in well under a second. If the build fails, one warning
+(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions/py311_cpu/env-<torch install>``), one
+build folder per kernel; later processes load the cached build in well under a second. If the build fails, one warning
 names what falls back to what, and the loader returns None (once per process and kernel).
 
 What the user sees on stderr (nothing at all when the cached build loads):
@@ -84,13 +85,24 @@ def load_extension(name: str, source: Path, what: str, fallback: str):
 
 
 def build_directory(name: str) -> Path:
-    """Where torch builds and caches extension ``name`` (created if missing); follows TORCH_EXTENSIONS_DIR.
+    """Where extension ``name`` is built and cached (created if missing).
 
-    torch's own (private) rule, used by ``load`` when no folder is given; torch is pinned in pyproject.toml.
+    With ``TORCH_EXTENSIONS_DIR`` set: ``<it>/<name>``, torch's own rule. Otherwise torch's default root
+    (``~/.cache/torch_extensions/py311_cpu``) plus one folder per torch install, ``env-<hash of its
+    path>/<name>``: torch writes its include paths into ``build.ninja``, so two virtual environments
+    sharing one folder would rebuild each other's kernel every time they take turns.
     """
     from torch.utils import cpp_extension
 
-    return Path(cpp_extension._get_build_directory(name, verbose=False))
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return Path(cpp_extension._get_build_directory(name, verbose=False))
+    import torch
+
+    tag = hashlib.sha256(os.path.dirname(os.path.abspath(torch.__file__)).encode()).hexdigest()[:10]
+    folder = (Path(cpp_extension.get_default_build_root()) / f"py{sys.version_info[0]}{sys.version_info[1]}_cpu"
+              / f"env-{tag}" / name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _build_and_load(name: str, source: Path, what: str):
@@ -118,9 +130,11 @@ def _build_and_load(name: str, source: Path, what: str):
 def _stage_source(build_dir: Path, name: str, source: Path) -> Path:
     """The source as compiled: a copy in the build folder, rewritten only when its content differs.
 
-    Building from a fixed path makes ``build.ninja`` the same for every copy of the package (an editable
-    checkout and an installed wheel, or two virtual environments) so they share one cached build
-    instead of rebuilding each other's; an unchanged copy keeps its mtime, so ninja has nothing to do.
+    Building from a fixed path makes ``build.ninja`` the same for every copy of the package that uses
+    the same torch install (two clones, or an editable checkout and a wheel, in one virtual environment),
+    so they share one cached build instead of rebuilding each other's; an unchanged copy keeps its mtime,
+    so ninja has nothing to do. Another torch install builds in its own folder (its include paths are in
+    ``build.ninja``).
     """
     staged = build_dir / f"{name}.cpp"
     text = Path(source).read_bytes()

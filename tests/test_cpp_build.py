@@ -214,3 +214,22 @@ def test_broken_source_warns_once_and_returns_none(kernel, capfd):
     assert msg.startswith(f"splat: could not build {WHAT} (") and msg.endswith("; using nothing")
     err = lines(capfd.readouterr().err)
     assert len(err) == 1 and err[0].startswith(f"splat: building {WHAT}"), err
+
+
+def test_each_torch_install_has_its_own_build_folder(tmp_path, monkeypatch):
+    """torch writes its include paths into build.ninja: two environments sharing a folder would rebuild each
+    other's kernel whenever they take turns (a fresh clone's venv and the everyday one did)."""
+    import torch
+    from torch.utils import cpp_extension
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setattr(cpp_extension, "get_default_build_root", lambda: str(tmp_path / "root"))
+    here = _cpp.build_directory("splat_x")
+    assert here.is_dir() and here.name == "splat_x" and here.parent.name.startswith("env-")
+    assert here.is_relative_to(tmp_path / "root")
+    assert _cpp.build_directory("splat_x") == here  # stable
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "other_venv" / "torch" / "__init__.py"))
+    other = _cpp.build_directory("splat_x")
+    assert other != here and other.parent.parent == here.parent.parent
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    assert _cpp.build_directory("splat_x") == tmp_path / "ext" / "splat_x"  # torch's own rule when set

@@ -91,3 +91,21 @@ def test_the_true_leg_shape_has_the_clearly_lower_silhouette_error(round_legs):
     true_err, _ = scorer(truth)
     other_err, _ = scorer(dict(truth, **{"Round Legs": not round_legs}))
     assert true_err < 0.9 * other_err, (true_err, other_err)
+
+
+@pytest.mark.parametrize("round_scores, kept", [
+    ((0.96, 1.000), True),   # the outline 4% better, the scan as well fitted: a clear gain (combined only 2%)
+    ((0.96, 1.020), False),  # the outline better but the scan 2% worse: no clear gain
+    ((0.99, 0.940), True),   # 3.5% better combined
+    ((0.98, 1.000), False),  # 2% better outline alone: within the margin
+])
+def test_a_change_wins_by_its_outline_alone_when_the_scan_fits_as_well(monkeypatch, round_scores, kept):
+    program = _program()
+    data = _scene(program, TRUTH, views=2)
+
+    def canned(self, assignment):  # square legs (the search's answer) score (1, 1)
+        return round_scores if assignment["Round Legs"] else (1.0, 1.0)
+
+    monkeypatch.setattr(SilhouetteScorer, "__call__", canned)
+    out, _ = refine_structure(program, dict(TRUTH, **{"Round Legs": False}), torch.eye(4), data)
+    assert out["Round Legs"] is kept
