@@ -42,11 +42,6 @@ sys.path.insert(0, str(REPO))
 
 from splat.workspace import SCENES_DIR  # noqa: E402
 
-STAND_INS: dict[str, str] = {}
-"""Scenes without a preset -> the preset whose settings (and program) approximate them (the stool had the
-table's until the library's stool program could express it; it has its own preset now)."""
-
-
 def shipped_scenes() -> list[str]:
     root = SCENES_DIR
     return sorted(p.name for p in root.iterdir() if (p / "transforms.json").is_file())
@@ -57,15 +52,10 @@ def scene_config(name: str, quick: bool):
     from splat import presets
 
     scene_dir = SCENES_DIR / name
-    if name in presets.PRESETS:
-        cfg = presets.preset(name)
-        program = cfg.program or json.loads((scene_dir / "transforms.json").read_text()).get("program") or "?"
-    elif name in STAND_INS:
-        stand_in = STAND_INS[name]
-        cfg = dataclasses.replace(presets.preset(stand_in), scene=str(scene_dir), program=stand_in)
-        program = f"{stand_in} (stand-in)"
-    else:
-        return None, "no preset and no stand-in program"
+    if name not in presets.PRESETS:
+        return None, "no preset"
+    cfg = presets.preset(name)
+    program = cfg.program or json.loads((scene_dir / "transforms.json").read_text()).get("program") or "?"
     program = Path(str(program)).stem
     if quick:
         cfg = quick_config(cfg)

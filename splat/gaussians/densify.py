@@ -224,8 +224,7 @@ class Densifier:
             own = several & (clone_copy < 0)
             clone_copy[own] = per_copy[own].argmax(1)
         resize_params(model, optimizers, param_fn, state_fn, rows)
-        if s.clone_per_copy:
-            n_keep = rows.shape[0] - n_clone - 2 * n_split
-            model.copy[n_keep:n_keep + n_clone] = clone_copy
+        n_keep = rows.shape[0] - n_clone - 2 * n_split
+        model.copy[n_keep:n_keep + n_clone] = clone_copy
         self._reset(len(model))
         return n_clone, n_split, int(prune.sum())

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from splat.errors import SplatError
 from splat.maths import SH_C0 as _SH_C0, covariances_to_scales_quats, rgb_to_sh_dc
-from splat.gaussians.model import ProceduralGaussians
+from splat.gaussians.model import ProceduralGaussians, copy_numbers
 
 if TYPE_CHECKING:
     from splat.geonodes import Geometry
@@ -409,10 +409,7 @@ def add_detail_gaussians(
     covars_c = torch.empty(x.shape[0], 3, 3, dtype=f64)
     prim = torch.empty(x.shape[0], dtype=torch.long)
     copy = torch.full((x.shape[0],), -1, dtype=torch.long)
-    copy_of_part, seen = [], {}  # c-th part with its key, as ProceduralGaussians.pushforward counts them
-    for part in geometry.parts:
-        copy_of_part.append(seen.get(part.key, 0))
-        seen[part.key] = copy_of_part[-1] + 1
+    copy_of_part = copy_numbers(geometry.parts)
     for p in torch.unique(parts).tolist():
         sel = torch.nonzero(parts == p).squeeze(1)
         part = geometry.parts[p]

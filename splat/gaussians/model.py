@@ -130,17 +130,11 @@ class ProceduralGaussians(nn.Module):
         """
         key_index = {k: i for i, k in enumerate(self.keys)}
         members = self._members()
-        counts = [sum(int(m.numel()) for m in ms.values()) for ms in members]
         mu_c = self.params["means"]
-        copy_count: dict[int, int] = {}
         srcs, part_ids, copy_ids, local_ids, As, ts = [], [], [], [], [], []
-        for p_idx, part in enumerate(geometry.parts):
+        for p_idx, (part, c) in enumerate(zip(geometry.parts, copy_numbers(geometry.parts))):
             k = key_index.get(part.key)
-            if k is None:
-                continue
-            c = copy_count.get(k, 0)
-            copy_count[k] = c + 1
-            if not bool(part.active[batch_index]) or counts[k] == 0:
+            if k is None or not bool(part.active[batch_index]):
                 continue
             idx = members[k][-1] if c not in members[k] else torch.cat([members[k][-1], members[k][c]])
             if idx.numel() == 0:
@@ -220,6 +214,17 @@ class ProceduralGaussians(nn.Module):
             raise ValueError(f"checkpoint primitives {missing} are not in the program")
         return cls([by_id[i] for i in state["key_ids"]], state["params"], state["prim"], state["sh_degree"],
                    state.get("copy"))  # checkpoints written before copy-owned Gaussians: every copy
+
+
+def copy_numbers(parts: Sequence[Any]) -> list[int]:
+    """For each part, which copy of its primitive it is: 0, 1, ... among the parts with its key, in order
+    (the numbering of ``ProceduralGaussians.copy`` and ``WorldGaussians.copy``)."""
+    seen: dict[Any, int] = {}
+    out = []
+    for part in parts:
+        out.append(seen.get(part.key, 0))
+        seen[part.key] = out[-1] + 1
+    return out
 
 
 def _copy_index(copy: Tensor | None, prim: Tensor) -> Tensor:

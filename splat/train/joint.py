@@ -226,8 +226,9 @@ class JointTrainer:
         if lc.occlusion_margin > 0 and depth is not None:
             visible = ~occluded_pixels(ed, alpha, depth, lc.occlusion_margin)
         keep = visible
-        if lc.photometric_region == "mask" and mask is not None:
-            inner = erode_mask(mask, lc.mask_erode)
+        # the mask without its outer mask_erode pixels (a capture's edge mixes object and background)
+        inner = erode_mask(mask, lc.mask_erode) if mask is not None else None
+        if lc.photometric_region == "mask" and inner is not None:
             keep = inner if keep is None else keep & inner
         photo, l1 = photometric_loss(rgb, target, lc.ssim, keep)
         loss = photo
@@ -261,7 +262,6 @@ class JointTrainer:
                              data.height, rm.face_active[0])
             if use_sil:
                 if lc.mesh_silhouette_mode == "carve":
-                    inner = erode_mask(mask, lc.mask_erode)
                     cover = inner if visible is None else inner & visible
                     l_msil = ((1.0 - mv.alpha) * cover).sum()
                     if depth is not None:  # seen-through space outside the mask
