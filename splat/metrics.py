@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from splat.errors import SplatError
+from splat.ops import ssim as fused_ssim
 from splat.ops.sampling import sample_surface
 
 # ------------------------------------------------------------------------------------------------ images
@@ -84,6 +85,14 @@ def _blur(x: Tensor, g: Tensor, pad: int) -> Tensor:
     return torch.nn.functional.conv2d(x, gy, padding=(pad, 0), groups=c)
 
 
+def _use_ssim_kernel(pred: Tensor, target: Tensor) -> bool:
+    """Whether :func:`ssim_map` can take the fused kernel: non-empty CPU float32/float64 images of one dtype,
+    no target gradient."""
+    return (pred.numel() > 0 and pred.device.type == "cpu" and target.device.type == "cpu"
+            and pred.dtype == target.dtype and pred.dtype in (torch.float32, torch.float64)
+            and not (target.requires_grad and torch.is_grad_enabled()) and fused_ssim.kernel_available())
+
+
 def ssim_map(pred: Tensor, target: Tensor, *, window_size: int = 11, sigma: float = 1.5, max_val: float = 1.0,
              padding: Literal["valid", "same"] = "valid") -> Tensor:
     """Per-pixel SSIM (Wang et al. 2004), averaged over channels.
@@ -98,6 +107,10 @@ def ssim_map(pred: Tensor, target: Tensor, *, window_size: int = 11, sigma: floa
             the 3DGS D-SSIM loss uses).
     Returns:
         ``[B, H', W']`` SSIM map.
+
+    CPU float32/float64 inputs whose target needs no gradient go through the fused C++ kernel
+    (:mod:`splat.ops.ssim`, one pass forward and one backward); everything else, and any input when the
+    kernel cannot be built, through the torch code below, which is also the kernel's reference in tests.
     """
     if pred.shape != target.shape or pred.ndim != 4:
         raise ValueError(f"pred/target must both be [B, H, W, C], got {tuple(pred.shape)}, {tuple(target.shape)}")
@@ -107,15 +120,18 @@ def ssim_map(pred: Tensor, target: Tensor, *, window_size: int = 11, sigma: floa
         raise ValueError(f"window_size must be odd, got {window_size}")
     if padding == "valid" and min(pred.shape[1:3]) < window_size:
         raise ValueError(f"images {tuple(pred.shape[1:3])} are smaller than the {window_size}px window")
+    pad = window_size // 2 if padding == "same" else 0
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    if _use_ssim_kernel(pred, target):
+        g = gaussian_window(window_size, sigma, dtype=pred.dtype)
+        return fused_ssim.ssim_map(pred, target, g, pad, c1, c2)
     x = pred.permute(0, 3, 1, 2)
     y = target.permute(0, 3, 1, 2)
     g = gaussian_window(window_size, sigma, dtype=x.dtype, device=x.device)
-    pad = window_size // 2 if padding == "same" else 0
     mu_x, mu_y = _blur(x, g, pad), _blur(y, g, pad)
     sxx = _blur(x * x, g, pad) - mu_x * mu_x
     syy = _blur(y * y, g, pad) - mu_y * mu_y
     sxy = _blur(x * y, g, pad) - mu_x * mu_y
-    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (sxx + syy + c2))
     return s.mean(1)
 

@@ -348,3 +348,38 @@ def test_no_surface_is_an_error():
     geo = Geometry(1, ())
     with pytest.raises(ValueError):
         init_gaussians(geo, InitSettings(num_init=10), torch.Generator().manual_seed(0))
+
+
+def test_pushforward_membership_cache_follows_prim_and_copy_changes():
+    """pushforward caches which rows each copy shows; replacing ``copy`` or writing it in place is seen."""
+    w = torch.tensor(0.8, dtype=torch.float64)
+    model = _gaussians(w, n=200)
+    geo = make_geometry(w)
+    leg = model.keys.index(LEG)
+    rows = torch.nonzero(model.prim == leg).squeeze(1)
+    n_shared = len(model.pushforward(geo).source)
+    model.pushforward(geo)  # cached now
+    model.copy[rows[:3]] = 1  # in place: the second leg alone shows these three
+    world = model.pushforward(geo)
+    assert len(world.source) == n_shared - 3
+    for r in rows[:3].tolist():
+        assert world.part[world.source == r].tolist() == [2]
+    model.set_params(dict(model.params), model.prim.clone())  # a new copy tensor (all shared)
+    assert len(model.pushforward(geo).source) == n_shared
+
+
+def test_scale_loss_is_the_mean_squared_excess_with_finite_gradients():
+    from splat.train.losses import scale_loss
+
+    gen = torch.Generator().manual_seed(3)
+    f = torch.randn(500, 3, 3, generator=gen, dtype=torch.float64) * 0.05
+    f[:20] = 0.0  # zero-length axes: no excess, and no NaN gradient
+    f.requires_grad_()
+    got = scale_loss(f, 0.06)
+    ref = (torch.relu(torch.linalg.vector_norm(f, dim=-2) - 0.06) / 0.06).square().mean()
+    torch.testing.assert_close(got, ref)
+    assert float(got) > 0
+    (g,) = torch.autograd.grad(got, f)
+    (g_ref,) = torch.autograd.grad(ref, f)
+    assert bool(torch.isfinite(g).all())
+    torch.testing.assert_close(g, g_ref)

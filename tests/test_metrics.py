@@ -1,12 +1,15 @@
-"""Metrics: PSNR/SSIM against closed forms and a numpy/scipy reference, gradients, geometry metrics on
-known configurations, parameter errors over active parameters.
+"""Metrics: PSNR/SSIM against closed forms and a numpy/scipy reference, gradients, the fused C++ SSIM
+kernel against the torch code, geometry metrics on known configurations, parameter errors over active
+parameters.
 
 Budget: < 5 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ import torch
 import trimesh
 from scipy.signal import correlate2d
 
+import splat.ops.ssim as fused_ssim
 from splat.errors import SplatError
 from splat.metrics import (
     SurfacePoints,
@@ -144,6 +148,146 @@ def test_image_metric_bad_shapes():
         ssim(x, x, torch.ones(2, 5, 5, dtype=torch.bool))
     with pytest.raises(ValueError):
         ssim(x[:, :8, :8], x[:, :8, :8])  # smaller than the window
+
+
+# ------------------------------------------------------------------------------- SSIM: fused C++ kernel
+
+
+@pytest.fixture
+def kernel():
+    """Skip when the C++ SSIM kernel cannot be built (checked when a test needs it, not at collection)."""
+    if not fused_ssim.kernel_available():
+        pytest.skip("C++ SSIM kernel did not build")
+
+
+@contextlib.contextmanager
+def torch_path():
+    """Inside, ssim_map runs its torch code (the kernel reads as unavailable): the reference."""
+    with mock.patch.object(fused_ssim, "_load_kernel", lambda: None):
+        yield
+
+
+def through_kernel(t) -> bool:
+    return "SSIMMap" in type(t.grad_fn).__name__
+
+
+TOL = {torch.float32: dict(rtol=0, atol=2e-6), torch.float64: dict(rtol=0, atol=1e-12)}
+
+
+def image_pair(shape, dtype, seed=5):
+    """A prediction (requiring grad) and a target that resembles it, as a render and its photo do."""
+    x = rand_images(*shape, seed=seed, dtype=dtype)
+    y = (x + 0.3 * rand_images(*shape, seed=seed + 1, dtype=dtype) - 0.15).clamp(0, 1)
+    return x.requires_grad_(True), y
+
+
+def map_mean_grad(x, y, upstream_seed=7, **kw):
+    """SSIM map, mean SSIM, and the gradient in x of a random weighting of the map plus the mean."""
+    smap = ssim_map(x, y, **kw)
+    mean = ssim(x, y, **kw)
+    up = torch.randn(smap.shape, generator=torch.Generator().manual_seed(upstream_seed), dtype=smap.dtype)
+    (g,) = torch.autograd.grad((smap * up).sum() + mean.sum(), x)
+    return smap, mean, g
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape, padding", [
+    ((1, 32, 32, 3), "same"),
+    ((2, 21, 17, 3), "same"),
+    ((2, 21, 17, 3), "valid"),
+    ((3, 13, 11, 1), "valid"),  # odd sizes, one channel, a 3x1 map
+    ((1, 7, 5, 1), "same"),  # smaller than the window
+    ((2, 3, 4, 3), "same"),
+    ((1, 1, 1, 3), "same"),
+    ((1, 11, 40, 2), "valid"),  # one map row
+])
+def test_kernel_matches_torch(kernel, dtype, shape, padding):
+    x, y = image_pair(shape, dtype)
+    ours = map_mean_grad(x, y, padding=padding)
+    with torch_path():
+        ref = map_mean_grad(x, y, padding=padding)
+    assert through_kernel(ours[0]) and not through_kernel(ref[0])
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+    with torch.no_grad():  # no gradient wanted: the kernel skips the derivative maps, same values
+        assert torch.equal(ssim_map(x, y, padding=padding), ours[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_kernel_with_mask_window_and_max_val(kernel, dtype, padding):
+    # as photometric_loss: the target is the detached render outside `keep`, the mean only over `keep`
+    x, y = image_pair((2, 24, 30, 3), dtype)
+    keep = torch.rand(2, 24, 30, generator=torch.Generator().manual_seed(3)) > 0.4
+    target = torch.where(keep[..., None], y, x.detach())
+    # also a transposed (non-contiguous) prediction with another window, and an 8-bit range
+    for args, kw in ((lambda: (x, target, keep), dict(padding=padding)),
+                     (lambda: (x.transpose(1, 2), target.transpose(1, 2), keep.transpose(1, 2)),
+                      dict(padding=padding, window_size=7, sigma=1.0)),
+                     (lambda: (x * 255, target * 255, keep), dict(padding=padding, max_val=255.0))):
+        ours = ssim(*args(), **kw)
+        (g,) = torch.autograd.grad(ours.sum(), x)
+        with torch_path():
+            ref = ssim(*args(), **kw)
+            (g_ref,) = torch.autograd.grad(ref.sum(), x)
+        torch.testing.assert_close(ours, ref, **TOL[dtype])
+        scale = 255.0 if kw.get("max_val") else 1.0  # gradients in 8-bit units are 255 times smaller
+        torch.testing.assert_close(g * scale, g_ref * scale, **TOL[dtype])
+
+
+def test_kernel_gradcheck(kernel):
+    x, y = image_pair((2, 9, 8, 2), torch.float64)
+    for padding, window in (("same", 11), ("same", 5), ("valid", 5)):  # "same" 11: larger than the image
+        assert through_kernel(ssim_map(x, y, window_size=window, padding=padding))
+        assert torch.autograd.gradcheck(lambda a: ssim_map(a, y, window_size=window, padding=padding), (x,),
+                                        eps=1e-6, atol=1e-9, rtol=1e-6)
+
+
+def test_kernel_threads_and_bands_agree(kernel):
+    # 200 rows of 170 x 3 values: with 3 threads the kernel cuts each image into 3 bands of rows
+    x, y = image_pair((1, 200, 170, 3), torch.float32)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            runs.append([map_mean_grad(x, y, padding=p) for p in ("same", "valid")])
+    finally:
+        torch.set_num_threads(before)
+    for one, three in zip(*runs):
+        for a, b in zip(one, three):
+            assert torch.equal(a, b)  # fixed summation order whatever the thread count
+    with torch_path():
+        ref = map_mean_grad(x, y, padding="same")
+    for a, b in zip(runs[1][0], ref):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
+def test_ssim_falls_back_to_torch_without_the_kernel(monkeypatch):
+    monkeypatch.setattr(fused_ssim, "_load_kernel", lambda: None)
+    assert not fused_ssim.kernel_available()
+    x, y = image_pair((1, 24, 28, 3), torch.float64)
+    smap = ssim_map(x, y, padding="same")
+    assert not through_kernel(smap)
+    np.testing.assert_allclose(smap[0].detach().numpy(), ssim_reference(x[0].detach().numpy(), y.numpy()[0], "same"),
+                               atol=1e-10)
+    (1 - ssim(x, y, padding="same")).backward()
+    assert torch.isfinite(x.grad).all() and float(x.grad.abs().sum()) > 0
+
+
+def test_target_requiring_grad_takes_the_torch_path(kernel):
+    x, y = image_pair((1, 16, 18, 3), torch.float64)
+    y.requires_grad_(True)
+    s = ssim(x, y, padding="same")
+    gx, gy = torch.autograd.grad(s, (x, y))
+    assert float(gy.abs().sum()) > 0  # the kernel has no target gradient: this came from torch
+    (gx_kernel,) = torch.autograd.grad(ssim(x, y.detach(), padding="same"), x)
+    torch.testing.assert_close(gx_kernel, gx, **TOL[torch.float64])
+    with pytest.raises(ValueError, match="target"):
+        fused_ssim.ssim_map(x, y, gaussian_window(dtype=torch.float64), 5, 1e-4, 9e-4)
+    with torch.no_grad(), mock.patch.object(fused_ssim, "ssim_map", wraps=fused_ssim.ssim_map) as spy:
+        torch.testing.assert_close(ssim(x, y, padding="same"), s.detach(), **TOL[torch.float64])
+    assert spy.call_count == 1  # no gradient is being recorded: the kernel serves it
 
 
 # ---------------------------------------------------------------------------------------------- geometry

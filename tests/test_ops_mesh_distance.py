@@ -154,3 +154,64 @@ def test_kernel_rejects_out_of_range_face_indices(kernel):
     verts, faces = _box()
     with pytest.raises(RuntimeError, match="face index"):
         nearest_faces(torch.zeros(1, 4, 3, dtype=torch.float64), verts[None], faces + 8, backend="cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_closest_weights_match_the_twin_in_every_region(dtype):
+    """The kernel's barycentric weights equal the torch twin's (every Voronoi region and degenerate
+    triangles), and so do the distances and their gradients built from them."""
+    if not kernel_available():
+        pytest.skip("C++ kernel not built")
+    from splat.ops.mesh_distance import closest_point_weights, point_triangle_sq_distance, triangle_sq_distance
+
+    gen = torch.Generator().manual_seed(5)
+    tri = torch.rand((3000, 3, 3), generator=gen, dtype=torch.float64)
+    tri[:50, 2] = tri[:50, 1]  # two corners equal: an edge
+    tri[50:100, 1] = tri[50:100, 0]
+    tri[50:100, 2] = tri[50:100, 0]  # a point
+    tri[100:150, 2] = 2 * tri[100:150, 1] - tri[100:150, 0]  # collinear corners
+    tri = tri.to(dtype)
+    p = (torch.rand((3000, 3), generator=gen, dtype=torch.float64) * 3 - 1).to(dtype)
+    twin = closest_point_weights(p, tri[:, 0], tri[:, 1], tri[:, 2])
+    regions = {tuple((w > 0).tolist()) for w in twin}
+    assert len(regions) == 7  # three corners, three edges, the face
+    from splat.ops import mesh_distance as md
+
+    got = md._load_kernel().closest_weights(p.contiguous(), tri.contiguous(), 2)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    # On a degenerate triangle rounding (the kernel may fuse a*b+c) can pick another region: other
+    # weights of the same closest point in float64; in float32 the near-zero area amplifies it.
+    torch.testing.assert_close(got[150:], twin[150:], rtol=tol, atol=tol)
+    if dtype == torch.float32:
+        tri, p = tri[150:], p[150:]
+    else:
+        torch.testing.assert_close(torch.einsum("nk,nkd->nd", got, tri), torch.einsum("nk,nkd->nd", twin, tri),
+                                   rtol=1e-9, atol=1e-9)
+    pa, ta = p.clone().requires_grad_(), tri.clone().requires_grad_()
+    pb, tb = p.clone().requires_grad_(), tri.clone().requires_grad_()
+    da = triangle_sq_distance(pa, ta)
+    db = point_triangle_sq_distance(pb, tb[:, 0], tb[:, 1], tb[:, 2])
+    torch.testing.assert_close(da, db, rtol=tol, atol=tol)
+    (da * torch.linspace(0.5, 2, p.shape[0], dtype=dtype)).sum().backward()
+    (db * torch.linspace(0.5, 2, p.shape[0], dtype=dtype)).sum().backward()
+    torch.testing.assert_close(pa.grad, pb.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(ta.grad, tb.grad, rtol=tol, atol=tol)
+
+
+def test_point_triangle_distance_gradient_is_the_full_derivative():
+    """Holding the closest point's weights while differentiating loses nothing: the gradient equals
+    autograd through the weights' own formulas (the envelope theorem), in the face, edge and corner regions."""
+    from splat.ops.mesh_distance import closest_point_weights, point_triangle_sq_distance
+
+    gen = torch.Generator().manual_seed(8)
+    tri = torch.rand((500, 3, 3), generator=gen, dtype=torch.float64)
+    p = torch.rand((500, 3), generator=gen, dtype=torch.float64) * 3 - 1
+    pa, ta = p.clone().requires_grad_(), tri.clone().requires_grad_()
+    point_triangle_sq_distance(pa, ta[:, 0], ta[:, 1], ta[:, 2]).sum().backward()
+    pb, tb = p.clone().requires_grad_(), tri.clone().requires_grad_()
+    with torch.enable_grad():  # the weights differentiated too (closest_point_weights is no_grad: unwrap it)
+        w = closest_point_weights.__wrapped__(pb, tb[:, 0], tb[:, 1], tb[:, 2])
+        q = w[:, 0:1] * tb[:, 0] + w[:, 1:2] * tb[:, 1] + w[:, 2:3] * tb[:, 2]
+        (pb - q).square().sum(-1).sum().backward()
+    torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ta.grad, tb.grad, rtol=1e-9, atol=1e-9)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from splat.ops.knn import Backend, _lengths, _valid_mask, knn_indices, knn_points
-from splat.ops.mesh_distance import point_mesh_sq_distance, point_triangle_sq_distance
+from splat.ops.mesh_distance import point_mesh_sq_distance, triangle_sq_distance
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,7 @@ def mesh_cloud_chamfer(
             face = sample_faces.expand(batch, -1)[b, idx.clamp(min=0)]  # [B, M, k]
             tri = faces.to(idx.device)[face]  # [B, M, k, 3]
             corners = verts.expand(batch, -1, -1)[b[..., None], tri]  # [B, M, k, 3, 3]
-            d2 = point_triangle_sq_distance(cloud.expand(batch, -1, -1)[:, :, None, :], corners[..., 0, :],
-                                            corners[..., 1, :], corners[..., 2, :])  # [B, M, k]
+            d2 = triangle_sq_distance(cloud.expand(batch, -1, -1)[:, :, None, :], corners)  # [B, M, k]
             d2 = torch.where(idx >= 0, d2, torch.full_like(d2, math.inf)).min(-1).values
         d2 = torch.where(torch.isfinite(d2), d2, torch.zeros_like(d2))
         if settings.squared:

@@ -9,6 +9,9 @@
 // an atomic counter by plain std::threads (the caller is one of them), as in the rasterizer, because
 // OpenMP's spin-waiting workers hurt on small, busy machines.
 //
+// closest_weights gives, for points each paired with one triangle, the barycentric weights of the
+// closest point (scalar code per point, threads over blocks of points).
+//
 // See splat/ops/mesh_distance.py for the convention; the differentiable distance is computed in torch.
 
 #include <torch/extension.h>
@@ -197,8 +200,82 @@ torch::Tensor nearest_faces(torch::Tensor points, torch::Tensor verts, torch::Te
   return out;
 }
 
+// Barycentric weights (wa, wb, wc) of the point of triangle (a, b, c) closest to p, by Voronoi region
+// (Ericson, Real-Time Collision Detection 5.1.5), regions tested in the order a, b, ab, c, ac, bc, face;
+// the same tests and divisions as splat/ops/mesh_distance.py::closest_point_weights, its torch twin.
+// Compiled without fused multiply-add: on a degenerate triangle the region tests compare products
+// that are equal in exact arithmetic (b == c gives vc = d1 d4 - d3 d2 = 0), and a*b - c*d fused into
+// one rounding is not 0, which sent such points to the wrong region (a corner instead of the edge).
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+template <typename T>
+inline void closest_weights_one(const T* p, const T* tri, T eps, T* w) {
+  const T *a = tri, *b = tri + 3, *c = tri + 6;
+  auto safe_div = [eps](T n, T d) { return n / (std::abs(d) > eps ? d : eps); };
+  T ab[3], ac[3], ap[3], bp[3], cp[3];
+  for (int k = 0; k < 3; ++k) {
+    ab[k] = b[k] - a[k]; ac[k] = c[k] - a[k]; ap[k] = p[k] - a[k]; bp[k] = p[k] - b[k]; cp[k] = p[k] - c[k];
+  }
+  auto dot = [](const T* u, const T* v) { return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]; };
+  const T d1 = dot(ab, ap), d2 = dot(ac, ap), d3 = dot(ab, bp), d4 = dot(ac, bp), d5 = dot(ab, cp), d6 = dot(ac, cp);
+  const T va = d3 * d6 - d5 * d4, vb = d5 * d2 - d1 * d6, vc = d1 * d4 - d3 * d2;
+  T wa = 0, wb = 0, wc = 0;
+  if (d1 <= T(0) && d2 <= T(0)) {
+    wa = 1;
+  } else if (d3 >= T(0) && d4 <= d3) {
+    wb = 1;
+  } else if (vc <= T(0) && d1 >= T(0) && d3 <= T(0)) {
+    wb = safe_div(d1, d1 - d3); wa = T(1) - wb;
+  } else if (d6 >= T(0) && d5 <= d6) {
+    wc = 1;
+  } else if (vb <= T(0) && d2 >= T(0) && d6 <= T(0)) {
+    wc = safe_div(d2, d2 - d6); wa = T(1) - wc;
+  } else if (va <= T(0) && d4 - d3 >= T(0) && d5 - d6 >= T(0)) {
+    wc = safe_div(d4 - d3, (d4 - d3) + (d5 - d6)); wb = T(1) - wc;
+  } else {
+    const T denom = va + vb + vc;
+    wb = safe_div(vb, denom); wc = safe_div(vc, denom); wa = T(1) - wb - wc;
+  }
+  w[0] = wa; w[1] = wb; w[2] = wc;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+// points [N, 3], corners [N, 3, 3] (one triangle per point) -> weights [N, 3] of the closest point.
+torch::Tensor closest_weights(torch::Tensor points, torch::Tensor corners, int64_t n_threads) {
+  TORCH_CHECK(points.device().is_cpu() && corners.device().is_cpu(), "closest_weights: CPU tensors expected");
+  TORCH_CHECK(points.dim() == 2 && points.size(1) == 3, "points must be [N, 3]");
+  TORCH_CHECK(corners.dim() == 3 && corners.size(0) == points.size(0) && corners.size(1) == 3 && corners.size(2) == 3,
+              "corners must be [N, 3, 3]");
+  TORCH_CHECK(points.scalar_type() == corners.scalar_type(), "points and corners must share a dtype");
+  TORCH_CHECK(points.is_contiguous() && corners.is_contiguous(), "contiguous tensors expected");
+  const int64_t n = points.size(0);
+  auto out = torch::empty({n, 3}, points.options());
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_weights", [&] {
+    const scalar_t* p = points.data_ptr<scalar_t>();
+    const scalar_t* t = corners.data_ptr<scalar_t>();
+    scalar_t* w = out.data_ptr<scalar_t>();
+    const scalar_t eps = std::numeric_limits<scalar_t>::min() * scalar_t(1e6);
+    const int64_t block = 4096, blocks = (n + block - 1) / block;
+    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, blocks)));
+    run_parallel(threads, [&](std::atomic<int64_t>& next) {
+      for (int64_t item = next++; item < blocks; item = next++) {
+        for (int64_t i = item * block; i < std::min(n, (item + 1) * block); ++i)
+          closest_weights_one(p + 3 * i, t + 9 * i, eps, w + 3 * i);
+      }
+    });
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("nearest_faces", &nearest_faces, "Index of the nearest active triangle of each point (CPU)");
+  m.def("closest_weights", &closest_weights, "Barycentric weights of each point's closest point on its triangle (CPU)");
 }

@@ -2,9 +2,10 @@
 
 The index of each point's nearest *active* triangle is found without gradient (a C++ kernel on CPU that
 tests every triangle of the element, vectorised over triangles; or the chunked torch twin
-``backend="brute"``); the squared distance to that triangle is then computed in torch by
-:func:`splat.ops.chamfer.point_triangle_sq_distance`, so gradients reach the points and the triangle's
-three corners. This is the same split as :mod:`splat.ops.knn` (indices without gradient, distances in
+``backend="brute"``), and so are the barycentric weights of the closest point on it (the kernel's
+``closest_weights`` or :func:`closest_point_weights`); the squared distance ``|p - q|^2`` to that point is
+then computed in torch (:func:`point_triangle_sq_distance`), so gradients reach the points and the
+triangle's three corners (exactly: see there). This is the same split as :mod:`splat.ops.knn` (indices without gradient, distances in
 torch) and is exact: unlike nearest *samples* on the surface it does not depend on how densely a thin
 face (the 12 mm edge of a board) happens to be sampled.
 
@@ -63,12 +64,14 @@ def _check(points: Tensor, verts: Tensor, faces: Tensor, face_active: Tensor | N
     return batch, face_active.to(torch.bool), lengths
 
 
-def point_triangle_sq_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """Squared distance ``[...]`` from points ``p [..., 3]`` to triangles ``(a, b, c) [..., 3]``.
+@torch.no_grad()
+def closest_point_weights(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """Barycentric weights ``[..., 3]`` (of a, b, c) of the point of each triangle closest to ``p``.
 
-    The closest point is found by Voronoi region (vertex, edge or face) in closed form, so the result is
-    exact and differentiable in the point and the three corners. Degenerate triangles fall back to their
-    edges and corners.
+    The closest point is found by Voronoi region (vertex, edge or face) in closed form (Ericson, *Real-Time
+    Collision Detection* 5.1.5), regions tried in the order a, b, ab, c, ac, bc, face; degenerate triangles
+    fall back to their edges and corners. Broadcasts like its arguments. The C++ kernel's
+    ``closest_weights`` makes the same tests and divisions.
     """
     eps = torch.finfo(p.dtype).tiny * 1e6
 
@@ -87,20 +90,55 @@ def point_triangle_sq_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Te
     va = d3 * d6 - d5 * d4
     vb = d5 * d2 - d1 * d6
     vc = d1 * d4 - d3 * d2
-    # Candidate closest points, one per region.
-    q_ab = a + safe_div(d1, d1 - d3)[..., None] * ab
-    q_ac = a + safe_div(d2, d2 - d6)[..., None] * ac
-    q_bc = b + safe_div(d4 - d3, (d4 - d3) + (d5 - d6))[..., None] * (c - b)
+    zero, one = torch.zeros_like(va), torch.ones_like(va)
+
+    def w(wa, wb, wc):
+        return torch.stack(torch.broadcast_tensors(wa, wb, wc), -1)
+
     denom = va + vb + vc
-    q_in = a + safe_div(vb, denom)[..., None] * ab + safe_div(vc, denom)[..., None] * ac
-    q = q_in
-    q = torch.where(((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0))[..., None], q_bc, q)
-    q = torch.where(((vb <= 0) & (d2 >= 0) & (d6 <= 0))[..., None], q_ac, q)
-    q = torch.where(((d6 >= 0) & (d5 <= d6))[..., None], c, q)
-    q = torch.where(((vc <= 0) & (d1 >= 0) & (d3 <= 0))[..., None], q_ab, q)
-    q = torch.where(((d3 >= 0) & (d4 <= d3))[..., None], b, q)
-    q = torch.where(((d1 <= 0) & (d2 <= 0))[..., None], a, q)
+    v_in, w_in = safe_div(vb, denom), safe_div(vc, denom)
+    out = w(1 - v_in - w_in, v_in, w_in)  # face
+    t = safe_div(d4 - d3, (d4 - d3) + (d5 - d6))
+    out = torch.where(((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0))[..., None], w(zero, 1 - t, t), out)  # bc
+    t = safe_div(d2, d2 - d6)
+    out = torch.where(((vb <= 0) & (d2 >= 0) & (d6 <= 0))[..., None], w(1 - t, zero, t), out)  # ac
+    out = torch.where(((d6 >= 0) & (d5 <= d6))[..., None], w(zero, zero, one), out)  # c
+    t = safe_div(d1, d1 - d3)
+    out = torch.where(((vc <= 0) & (d1 >= 0) & (d3 <= 0))[..., None], w(1 - t, t, zero), out)  # ab
+    out = torch.where(((d3 >= 0) & (d4 <= d3))[..., None], w(zero, one, zero), out)  # b
+    return torch.where(((d1 <= 0) & (d2 <= 0))[..., None], w(one, zero, zero), out)  # a
+
+
+def point_triangle_sq_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor, *, weights: Tensor | None = None) -> Tensor:
+    """Squared distance ``[...]`` from points ``p [..., 3]`` to triangles ``(a, b, c) [..., 3]``.
+
+    The closest point ``q = wa a + wb b + wc c`` has its barycentric ``weights [..., 3]`` found without
+    gradient (:func:`closest_point_weights` unless given); ``|p - q|^2`` is then differentiated with them
+    held. That is the exact gradient in the point and the three corners: ``q`` minimises the distance over
+    the triangle, so the weights' own change contributes nothing to first order (the envelope theorem),
+    and it costs a few tensor ops instead of autograd through every region's formula.
+    """
+    if weights is None:
+        weights = closest_point_weights(p.detach(), a.detach(), b.detach(), c.detach())
+    weights = weights.to(p.dtype)
+    q = weights[..., 0:1] * a + weights[..., 1:2] * b + weights[..., 2:3] * c
     return (p - q).square().sum(-1)
+
+
+def triangle_sq_distance(p: Tensor, corners: Tensor) -> Tensor:
+    """Squared distance ``[...]`` from ``p [..., 3]`` to one triangle each, ``corners [..., 3, 3]`` (same
+    leading shape after broadcasting); the weights come from the C++ kernel on the CPU when it is built
+    (the torch twin otherwise). Differentiable in both, as :func:`point_triangle_sq_distance`."""
+    a, b, c = corners[..., 0, :], corners[..., 1, :], corners[..., 2, :]
+    ext = _load_kernel() if p.device.type == "cpu" and corners.device.type == "cpu" else None
+    weights = None
+    if ext is not None:
+        shape = torch.broadcast_shapes(p.shape[:-1], corners.shape[:-2])
+        dtype = torch.promote_types(p.dtype, corners.dtype)
+        pf = p.detach().to(dtype).expand(*shape, 3).reshape(-1, 3).contiguous()
+        cf = corners.detach().to(dtype).expand(*shape, 3, 3).reshape(-1, 3, 3).contiguous()
+        weights = ext.closest_weights(pf, cf, max(1, torch.get_num_threads())).view(*shape, 3)
+    return point_triangle_sq_distance(p, a, b, c, weights=weights)
 
 
 def _nearest_brute(points, verts, faces, face_active, lengths, batch, chunk: int = 1 << 21) -> Tensor:
@@ -175,6 +213,7 @@ def point_mesh_sq_distance(
     tri = faces.to(idx.device)[idx.clamp(min=0)]  # [B, M, 3]
     b = torch.arange(batch, device=idx.device)[:, None, None]
     corners = verts.expand(batch, -1, -1)[b, tri]  # [B, M, 3, 3]
-    d2 = point_triangle_sq_distance(points.expand(batch, -1, -1), corners[..., 0, :], corners[..., 1, :],
-                                    corners[..., 2, :])
+    d2 = (triangle_sq_distance(points.expand(batch, -1, -1), corners) if backend != "brute" else
+          point_triangle_sq_distance(points.expand(batch, -1, -1), corners[..., 0, :], corners[..., 1, :],
+                                     corners[..., 2, :]))
     return torch.where(idx >= 0, d2, torch.zeros_like(d2)), idx

@@ -1,6 +1,7 @@
 """EWA projection of 3D Gaussians to screen-space conics, in PyTorch (differentiable).
 
-Shared by the "cpu" and "torch" backends: only the per-pixel compositing differs between them.
+The "torch" backend's projection, and the reference for the "cpu" backend's fused C++ twin
+(splat/render/cpu/project.cpp, same outputs and gradients), which the cpu backend uses when it builds.
 
 Convention: world->camera ``viewmats`` in OpenCV axes (x right, y down, z forward), pinhole ``Ks`` in
 pixels, pixel centres at +0.5. Quaternions are wxyz and need not be normalised. Semantics follow

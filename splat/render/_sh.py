@@ -3,7 +3,8 @@
 Convention: the basis order and signs are the ones used by 3DGS / gsplat (band l, orders m = -l..l),
 so SH coefficients trained with gsplat render the same colour here. A colour is
 ``max(sum_k basis_k(dir) * coeff_k + 0.5, 0)`` with ``dir`` the unit vector from the camera centre to the
-Gaussian mean.
+Gaussian mean. The "cpu" backend evaluates degrees <= 3 with a C++ twin of ``sh_to_color``
+(splat/render/cpu/project.cpp); this module is its reference.
 """
 
 from __future__ import annotations

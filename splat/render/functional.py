@@ -10,7 +10,11 @@ Backends (``RasterSettings.backend``):
 - ``"auto"`` (default): gsplat for CUDA tensors when gsplat's CUDA build loads, else cpu, else torch
   (one warning when the C++ build fails).
 
-Projection (EWA covariance -> conic, SH -> colour) is PyTorch with autograd for "cpu" and "torch".
+Projection (EWA covariance -> conic): for "cpu" one fused C++ pass forward and one backward
+(splat/render/cpu/project.cpp), which also checks the inputs (NaN/Inf rows, opacity range, PSD
+covariances) that the other paths check with torch ops; for "torch", and for "cpu" when that kernel
+cannot be built, PyTorch with autograd (splat/render/_projection.py, the reference). SH -> colour
+likewise: C++ (degree <= 3) in the same extension for "cpu", PyTorch (splat/render/_sh.py) otherwise.
 """
 
 from __future__ import annotations
@@ -144,31 +148,35 @@ def rasterize(
         backgrounds,
     )
     backend = _choose_backend(s.backend, device)
-    means, opacities, colors, quats, scales, covars, invalid = _cull_non_finite(
-        means, opacities, colors, quats, scales, covars)
-    n_invalid = int(invalid.sum())
-    if backend == "gsplat":
-        from splat.render._gsplat import rasterize_gsplat
-
-        out = rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quats, scales,
-                               covars, sh_degree, backgrounds, s)
-        return RasterResult(*out, n_invalid, "gsplat")
-
-    _check_opacities(opacities)
-    if covars is None:
-        covars = quat_scale_components(quats, scales)
+    fused = backend == "cpu" and _fused_projection_available()
+    if fused:
+        means, opacities, colors, proj, invalid = _project_cpu(means, opacities, colors, viewmats, Ks, width,
+                                                               height, quats, scales, covars, s)
+        n_invalid = 0 if invalid is None else int(invalid.sum())
     else:
-        _check_psd(covars)
+        means, opacities, colors, quats, scales, covars, invalid = _cull_non_finite(
+            means, opacities, colors, quats, scales, covars)
+        n_invalid = int(invalid.sum())
+        if backend == "gsplat":
+            from splat.render._gsplat import rasterize_gsplat
 
-    proj = project(means, covars, opacities, viewmats, Ks, width, height, near_plane=s.near_plane,
-                   far_plane=s.far_plane, eps2d=s.eps2d, antialiased=s.antialiased)
+            out = rasterize_gsplat(means, opacities, colors, viewmats, Ks, width, height, quats, scales,
+                                   covars, sh_degree, backgrounds, s)
+            return RasterResult(*out, n_invalid, "gsplat")
+
+        _check_opacities(opacities)
+        if covars is None:
+            covars = quat_scale_components(quats, scales)
+        else:
+            _check_psd(covars)
+        proj = project(means, covars, opacities, viewmats, Ks, width, height, near_plane=s.near_plane,
+                       far_plane=s.far_plane, eps2d=s.eps2d, antialiased=s.antialiased)
     radii = proj.radii
     if n_invalid:
         radii = torch.where(invalid[None, :, None], 0, radii)
 
     if sh_degree is not None:
-        dirs = means[None] - camera_centers(viewmats)[:, None]  # [C, N, 3]
-        feats = sh_to_color(sh_degree, dirs, colors[None].expand(n_cam, -1, -1, -1))  # [C, N, 3]
+        feats = _sh_colors(sh_degree, means, colors, viewmats, fused)  # [C, N, 3]
     else:
         feats = colors[None].expand(n_cam, -1, -1)  # [C, N, D]
     if backgrounds is not None and backgrounds.dim() == 1:
@@ -225,9 +233,65 @@ def _choose_backend(name: str, device: torch.device) -> str:
     return "cpu" if kernel_available() else "torch"
 
 
+def _fused_projection_available() -> bool:
+    from splat.render.cpu import projection_available
+
+    return projection_available()
+
+
+def _sh_colors(degree: int, means: Tensor, coeffs: Tensor, viewmats: Tensor, fused: bool) -> Tensor:
+    """SH colours [C, N, 3]: one C++ pass on the cpu backend's fused path (degree <= 3), else PyTorch."""
+    if fused:
+        from splat.render.cpu import SH_MAX_DEGREE, sh_colors_fused
+
+        if degree <= SH_MAX_DEGREE:
+            return sh_colors_fused(degree, means, coeffs, viewmats)
+    dirs = means[None] - camera_centers(viewmats)[:, None]  # [C, N, 3]
+    return sh_to_color(degree, dirs, coeffs[None].expand(viewmats.shape[0], -1, -1, -1))
+
+
+def _project_cpu(means, opacities, colors, viewmats, Ks, width, height, quats, scales, covars, s):
+    """The cpu backend's projection: the fused C++ pass, which also does what the other paths do with torch
+    passes first (_cull_non_finite's scan, _check_opacities, _check_psd) and raises the same errors.
+
+    Returns (means, opacities, colors, projection, culled mask or None). Only when a Gaussian has a
+    NaN/Inf (rare) are the inputs cleaned by _cull_non_finite and projected again.
+    """
+    from splat.render.cpu import project_fused
+
+    def run(means, opacities, colors, quats, scales, covars):
+        if covars is not None:  # checked by the kernel: NaN/Inf and PSD
+            shape, checks = covars, (colors,)
+        else:  # PSD by construction; the kernel checks their sources for NaN/Inf
+            shape, checks = quat_scale_components(quats, scales), (colors, quats, scales)
+        return project_fused(means, shape, opacities, viewmats, Ks, width, height, near_plane=s.near_plane,
+                             far_plane=s.far_plane, eps2d=s.eps2d, antialiased=s.antialiased, checks=checks)
+
+    proj, report = run(means, opacities, colors, quats, scales, covars)
+    invalid = None
+    if report.n_nonfinite:
+        means, opacities, colors, quats, scales, covars, invalid = _cull_non_finite(
+            means, opacities, colors, quats, scales, covars)
+        proj, report = run(means, opacities, colors, quats, scales, covars)
+    if report.n_bad_opacities:
+        raise _opacity_error()
+    if report.n_bad_psd:
+        raise _psd_error(report.first_bad_psd, report.n_bad_psd)
+    return means, opacities, colors, proj, invalid
+
+
+def _opacity_error() -> SplatError:
+    return SplatError("opacities must lie in [0, 1] (apply a sigmoid to logits)", field="opacities")
+
+
+def _psd_error(first: int, count: int) -> SplatError:
+    return SplatError(f"covariance of Gaussian {first} is not symmetric positive semi-definite ({count} such)",
+                      field="covars")
+
+
 def _check_opacities(opacities: Tensor) -> None:
     if opacities.numel() and bool(((opacities < 0) | (opacities > 1)).any()):
-        raise SplatError("opacities must lie in [0, 1] (apply a sigmoid to logits)", field="opacities")
+        raise _opacity_error()
 
 
 def _check_psd(covars: Tensor) -> None:
@@ -250,9 +314,7 @@ def _check_psd(covars: Tensor) -> None:
         bad |= (torch.stack([m01, m02, m12], -1) < -tol * scale[:, None] ** 2).any(-1)
         bad |= det < -tol * scale**3
         if bool(bad.any()):
-            i = int(torch.nonzero(bad)[0])
-            raise SplatError(f"covariance of Gaussian {i} is not symmetric positive semi-definite "
-                             f"({int(bad.sum())} such)", field="covars")
+            raise _psd_error(int(torch.nonzero(bad)[0]), int(bad.sum()))
 
 
 def _check_inputs(means, opacities, colors, viewmats, Ks, width, height, quats, scales, covars,

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
+from splat.ops.mesh_raster import points_seen
 
 
 @dataclass(frozen=True)
@@ -78,24 +79,9 @@ class ScanViews:
 
 
 def expected_visible(points: Tensor, views: ScanViews) -> Tensor:
-    """``[...]`` bool: which of ``points [..., 3]`` (world) some view would have seen or seen through."""
-    with torch.no_grad():
-        free = views.free_depth.to(points.device)
-        shape = points.shape[:-1]
-        p = points.detach().reshape(-1, 3).to(torch.float32)
-        vm = views.viewmats.to(p.device, torch.float32)
-        ks = views.Ks.to(p.device, torch.float32)
-        height, width = free.shape[1:]
-        seen = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
-        for i in range(vm.shape[0]):
-            cam = p @ vm[i, :3, :3].T + vm[i, :3, 3]
-            z = cam[:, 2]
-            zs = torch.where(z > 1e-6, z, torch.ones_like(z))
-            u = (ks[i, 0, 0] * cam[:, 0] + ks[i, 0, 1] * cam[:, 1]) / zs + ks[i, 0, 2]
-            v = ks[i, 1, 1] * cam[:, 1] / zs + ks[i, 1, 2]
-            inside = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-            col = u.clamp(0, width - 1).to(torch.int64)
-            row = v.clamp(0, height - 1).to(torch.int64)
-            observed = free[i][row, col]
-            seen |= inside & (z <= observed + views.tolerance)
-        return seen.reshape(shape)
+    """``[...]`` bool: which of ``points [..., 3]`` (world) some view would have seen or seen through
+    (:func:`splat.ops.mesh_raster.points_seen`: a C++ kernel on the CPU; the search calls this for every
+    population)."""
+    free = views.free_depth.to(points.device)
+    seen = points_seen(points.reshape(-1, 3), views.viewmats, views.Ks, free, views.tolerance)
+    return seen.reshape(points.shape[:-1])

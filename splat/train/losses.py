@@ -98,8 +98,11 @@ def scale_loss(world_factors: Tensor, max_scale: float) -> Tensor:
     """Mean squared excess of world axis lengths (columns of ``factors [M, 3, 3]``) over ``max_scale``."""
     if world_factors.shape[0] == 0:
         return world_factors.sum() * 0.0
-    lengths = torch.linalg.vector_norm(world_factors, dim=-2)
-    return (torch.relu(lengths - max_scale) / max_scale).square().mean()
+    # relu(|column| - max_scale) as sqrt(max(|column|^2, max_scale^2)) - max_scale: the same value, a
+    # finite gradient (the clamp keeps sqrt away from 0), and 6-8x faster than linalg.vector_norm over
+    # the middle dim of a [M, 3, 3] tensor on the CPU (a strided reduction; bench/bench_train.py)
+    sq = world_factors.square().sum(-2)
+    return ((sq.clamp_min(max_scale * max_scale).sqrt() - max_scale) / max_scale).square().mean()
 
 
 class SurfaceRegulariser:
