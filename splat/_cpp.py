@@ -110,7 +110,7 @@ def _build_and_load(name: str, source: Path, what: str):
 
     build_dir = build_directory(name)
     wait = _WaitNotice(f"splat: waiting for another process building {what} ({build_dir})")
-    with _builder_lock(build_dir, wait) as have_flock:
+    with _builder_lock(build_dir, wait) as have_flock, _our_ninja():
         _clear_stale_lock(build_dir, what, have_flock, wait)
         source = _stage_source(build_dir, name, source)
         stamp = _stamp(name, source)
@@ -125,6 +125,31 @@ def _build_and_load(name: str, source: Path, what: str):
             tmp.write_text(stamp)
             os.replace(tmp, build_dir / STAMP)
         return module
+
+
+@contextlib.contextmanager
+def _our_ninja():
+    """Run the build with the ``ninja`` installed beside this Python (our ``ninja`` dependency, in the
+    virtual environment's scripts folder), whatever ``PATH`` says.
+
+    torch runs plain ``ninja`` from ``PATH``. ``.venv/bin/python train.py`` (no activated environment)
+    finds the system's ninja, ``splat`` from an activated one finds the environment's; two ninja versions
+    hash a command line differently (1.11 and 1.13 do), so each took the other's build as stale and every
+    switch between the two ways of running recompiled all kernels. ``PATH`` is restored afterwards.
+    """
+    import sysconfig
+
+    scripts = sysconfig.get_path("scripts")
+    exe = "ninja.exe" if os.name == "nt" else "ninja"
+    path = os.environ.get("PATH", "")
+    if not scripts or not os.path.isfile(os.path.join(scripts, exe)) or path.split(os.pathsep)[:1] == [scripts]:
+        yield
+        return
+    os.environ["PATH"] = scripts + os.pathsep + path
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = path
 
 
 def _stage_source(build_dir: Path, name: str, source: Path) -> Path:

@@ -233,3 +233,22 @@ def test_each_torch_install_has_its_own_build_folder(tmp_path, monkeypatch):
     assert other != here and other.parent.parent == here.parent.parent
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
     assert _cpp.build_directory("splat_x") == tmp_path / "ext" / "splat_x"  # torch's own rule when set
+
+
+def test_the_build_uses_the_ninja_beside_this_python(tmp_path, monkeypatch):
+    """Two ninja versions hash command lines differently, so a build by the system's ninja (PATH without
+    the virtual environment: ``.venv/bin/python train.py``) and one by the environment's (``splat`` from an
+    activated one) took each other's builds as stale: the build always runs the environment's ninja."""
+    import sysconfig
+
+    scripts = tmp_path / "venv_bin"
+    scripts.mkdir()
+    (scripts / "ninja").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sysconfig, "get_path", lambda name, *a, **k: str(scripts) if name == "scripts" else None)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with _cpp._our_ninja():
+        assert os.environ["PATH"].split(os.pathsep) == [str(scripts), "/usr/bin", "/bin"]
+    assert os.environ["PATH"] == "/usr/bin:/bin"  # restored
+    (scripts / "ninja").unlink()  # no ninja beside this Python: PATH decides, untouched
+    with _cpp._our_ninja():
+        assert os.environ["PATH"] == "/usr/bin:/bin"
