@@ -369,7 +369,7 @@ def main() -> None:
     print("fwd/bwd/f+b: best of the repeats (wall); f+b med: median wall; cpu: median process CPU time of "
           "f+b summed over threads (includes torch's OpenMP spin-waits under load).\n1-thr: median CPU time of f+b with "
           "torch.set_num_threads(1), the least load-sensitive figure (~wall on one idle core).\n"
-          "proj 1t: single-threaded CPU time of the PyTorch projection alone (fwd+bwd), part of 1-thr. "
+          "proj 1t: single-threaded CPU time of the PyTorch projection alone (fwd+bwd; the torch twin's, part of its 1-thr; the cpu backend projects with the fused C++ pass). "
           "kfwd: best wall time of the C++ forward alone (binning + compositing, torch threads).\n"
           "fwd Gp/s, kfwd Gp/s: Gaussian-pixel pairs (tile-Gaussian pairs x 256) per second of the whole forward / "
           "the kernel forward. peak: ru_maxrss above the baseline (inputs built, extension loaded); io: inputs + "
