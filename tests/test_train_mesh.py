@@ -67,6 +67,26 @@ def test_the_gaussians_losses_reach_the_geometry_only_when_asked(stool):
     assert abs(moved.fit.assignment()["Width"] - 0.56) > 1e-4
 
 
+def test_the_geometry_is_held_until_the_program_trains_and_then_followed(stool, monkeypatch):
+    """Before program_start nothing can move the program: its geometry is evaluated once and held (the
+    same values as a fresh evaluation); from program_start on it is evaluated every step and moves."""
+    t = _trainer(stool, 0.56, 6, mesh_silhouette=1.0, mesh_depth=1.0)
+    t.cfg = dataclasses.replace(t.cfg, optim=dataclasses.replace(t.cfg.optim, program_start=3))
+    calls = []
+    geometry = t.fit.geometry
+    monkeypatch.setattr(t.fit, "geometry", lambda *a, **k: calls.append(t.step) or geometry(*a, **k))
+    for _ in range(3):
+        t.train_step()
+    assert calls == [0]  # held for steps 0-2
+    fresh = geometry()
+    for held, part in zip(t._held_geometry.parts, fresh.parts):
+        torch.testing.assert_close(held.transform, part.transform.detach())
+        assert not held.transform.requires_grad
+    t.run()  # steps 3-5 train the program: evaluated each step, and the width moves
+    assert calls == [0, 3, 4, 5]
+    assert abs(t.fit.assignment()["Width"] - 0.56) > 1e-5
+
+
 def test_the_mesh_silhouette_and_depth_pull_a_wrong_width_to_the_truth(stool):
     truth = STOOL_PARAMS["Width"]
     trainer = _trainer(stool, truth + 0.06, 60)  # 15% of the range too wide
