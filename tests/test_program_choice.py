@@ -35,6 +35,7 @@ def test_first_round_is_cheaper_and_keeps_scoring():
     q = first_round_settings(s, ChoiceSettings())
     assert q.population < s.population and q.generations < s.generations
     assert q.turned_generations == 0 and q.final_refine.steps < s.final_refine.steps
+    assert q.polish.steps == 10 < s.polish.steps and q.polish.samples == s.polish.samples
     assert q.chamfer == s.chamfer and q.placement == s.placement and q.seed == s.seed
     q.validate()
 

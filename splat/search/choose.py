@@ -40,6 +40,10 @@ class ChoiceSettings:
     """First round: structure polishing rounds."""
     final_steps: int = 30
     """First round: Adam steps of the final refinement."""
+    polish_steps: int = 10
+    """First round: Adam steps per candidate of a polishing round (the full search's ``polish.steps`` is
+    40). Polishing was two thirds of a first-round search; ranking programs needs the better structure
+    found, not its last millimetre."""
     finalists: int = 2
     """Programs that get the full search (the best of the first round)."""
     finalist_ratio: float = 1.25
@@ -51,6 +55,7 @@ class ChoiceSettings:
                                ("generations", self.generations >= 1, ">= 1"),
                                ("polish_rounds", self.polish_rounds >= 0, ">= 0"),
                                ("final_steps", self.final_steps >= 0, ">= 0"),
+                               ("polish_steps", self.polish_steps >= 1, ">= 1"),
                                ("finalists", self.finalists >= 1, ">= 1"),
                                ("finalist_ratio", self.finalist_ratio >= 1.0, ">= 1")):
             if not ok:
@@ -107,7 +112,8 @@ class ProgramChoice:
 def first_round_settings(settings: SearchSettings, choice: ChoiceSettings) -> SearchSettings:
     """The cheap first-round version of ``settings`` (same seed, scoring and placement): ``choice``'s
     sizes, but never more than half the full search's population, a quarter of its generations and a
-    fifth of its final steps (so the first round stays a fixed fraction of a shrunk search too)."""
+    fifth of its final steps (so the first round stays a fixed fraction of a shrunk search too), and at
+    most ``choice.polish_steps`` refinement steps per polishing candidate."""
     population = max(2, min(choice.population, max(4, settings.population // 2)))
     generations = min(choice.generations, max(2, settings.generations // 4))
     final_steps = min(choice.final_steps, max(1, settings.final_refine.steps // 5))
@@ -120,6 +126,7 @@ def first_round_settings(settings: SearchSettings, choice: ChoiceSettings) -> Se
         turned_generations=0,
         polish_rounds=choice.polish_rounds,
         polish_structures=min(settings.polish_structures, 2),
+        polish=dataclasses.replace(settings.polish, steps=min(settings.polish.steps, choice.polish_steps)),
         final_structures=1,
         final_refine=dataclasses.replace(settings.final_refine, steps=final_steps),
         progress=False,
