@@ -71,3 +71,22 @@ def gaussians(n: int, seed: int, kind: str = "random", dtype=torch.float32, sh_d
     else:
         colors = randn(n, (sh_degree + 1) ** 2, 3) * 0.3
     return {"means": means, "quats": quats, "scales": scales, "opacities": opac, "colors": colors}
+
+
+def failed_build_warnings(monkeypatch, kernel: tuple) -> list:
+    """The warnings of an uncached build of ``kernel`` (a module's ``_KERNEL`` arguments of
+    ``splat._cpp.load_extension``) when the compiler fails; asserts the loader then returns None."""
+    import warnings
+
+    import torch.utils.cpp_extension as cpp
+
+    from splat._cpp import load_extension
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(cpp, "load", broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_extension.__wrapped__(*kernel) is None  # the uncached build
+    return caught

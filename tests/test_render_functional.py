@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 
 import pytest
 import torch
 
-from render_fixtures import cameras, gaussians
+from render_fixtures import cameras, failed_build_warnings, gaussians
 from splat.errors import SplatError
 from splat.render import RasterResult, RasterSettings, rasterize
 from splat.maths import covariances_from_scales_quats
@@ -230,18 +229,9 @@ def test_gsplat_backend_needs_cuda_tensors():
 
 
 def test_fallback_to_torch_when_compiler_fails(monkeypatch):
-    import torch.utils.cpp_extension as cpp
-
-    from splat._cpp import load_extension
     from splat.render.cpu import _function
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("no compiler here")
-
-    monkeypatch.setattr(cpp, "load", broken)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert load_extension.__wrapped__(*_function._KERNEL) is None  # the uncached build
+    caught = failed_build_warnings(monkeypatch, _function._KERNEL)
     assert len(caught) == 1 and "pure-PyTorch" in str(caught[0].message)
     monkeypatch.setattr(_function, "load_kernel", lambda: None)
     a = _base()

@@ -11,12 +11,11 @@ Budget: < 10 s once the extension is cached (its first build takes ~45 s, once p
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
 
-from render_fixtures import cameras, gaussians
+from render_fixtures import cameras, failed_build_warnings, gaussians
 from splat.errors import SplatError
 from splat.maths import covariances_from_scales_quats, quat_scale_components
 from splat.render import RasterSettings, rasterize
@@ -292,18 +291,9 @@ def test_rasterize_culls_non_finite_rows_like_torch(sh_degree):
 
 
 def test_fallback_to_torch_projection_when_the_build_fails(monkeypatch):
-    import torch.utils.cpp_extension as cpp
-
-    from splat._cpp import load_extension
     from splat.render.cpu import _project
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("no compiler here")
-
-    monkeypatch.setattr(cpp, "load", broken)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert load_extension.__wrapped__(*_project._KERNEL) is None  # the uncached build
+    caught = failed_build_warnings(monkeypatch, _project._KERNEL)
     assert len(caught) == 1 and "PyTorch projection" in str(caught[0].message)
     means, quats, scales, opac, colors, vms, ks = _scene(50, "random", torch.float32, n_cam=2)
     cov = covariances_from_scales_quats(scales, quats)

@@ -125,12 +125,14 @@ def point_triangle_sq_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor, *, we
     return (p - q).square().sum(-1)
 
 
-def triangle_sq_distance(p: Tensor, corners: Tensor) -> Tensor:
+def triangle_sq_distance(p: Tensor, corners: Tensor, *, backend: MeshBackend = "auto") -> Tensor:
     """Squared distance ``[...]`` from ``p [..., 3]`` to one triangle each, ``corners [..., 3, 3]`` (same
     leading shape after broadcasting); the weights come from the C++ kernel on the CPU when it is built
-    (the torch twin otherwise). Differentiable in both, as :func:`point_triangle_sq_distance`."""
+    (the torch twin otherwise, and always with ``backend="brute"``). Differentiable in both, as
+    :func:`point_triangle_sq_distance`."""
     a, b, c = corners[..., 0, :], corners[..., 1, :], corners[..., 2, :]
-    ext = _load_kernel() if p.device.type == "cpu" and corners.device.type == "cpu" else None
+    on_cpu = p.device.type == "cpu" and corners.device.type == "cpu"
+    ext = _load_kernel() if on_cpu and backend != "brute" else None
     weights = None
     if ext is not None:
         shape = torch.broadcast_shapes(p.shape[:-1], corners.shape[:-2])
@@ -213,7 +215,5 @@ def point_mesh_sq_distance(
     tri = faces.to(idx.device)[idx.clamp(min=0)]  # [B, M, 3]
     b = torch.arange(batch, device=idx.device)[:, None, None]
     corners = verts.expand(batch, -1, -1)[b, tri]  # [B, M, 3, 3]
-    d2 = (triangle_sq_distance(points.expand(batch, -1, -1), corners) if backend != "brute" else
-          point_triangle_sq_distance(points.expand(batch, -1, -1), corners[..., 0, :], corners[..., 1, :],
-                                     corners[..., 2, :]))
+    d2 = triangle_sq_distance(points.expand(batch, -1, -1), corners, backend=backend)
     return torch.where(idx >= 0, d2, torch.zeros_like(d2)), idx

@@ -12,6 +12,7 @@ their start), and the program/placement ones are 0 before ``program_start``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -68,14 +69,15 @@ def make_optimizers(cfg: TrainConfig, gaussians: ProceduralGaussians, fit: Progr
     # fused=True: torch's one-kernel Adam (CPU and CUDA), the same update; on the CPU the nine
     # optimizers' steps took 2-6 ms per training step with the default for-each implementation, 0.75 ms
     # fused (25k Gaussians, bench/RESULTS.md 2026-12-01)
+    adam = functools.partial(torch.optim.Adam, fused=True)
     lrs = gaussian_lrs(cfg)
-    opts = {name: torch.optim.Adam([p], lr=lrs[name], eps=1e-15, fused=True) for name, p in gaussians.params.items()}
-    opts["program"] = torch.optim.Adam(fit.program_parameters(), lr=cfg.optim.lr_program, fused=True)
-    opts["placement"] = torch.optim.Adam(fit.placement_parameters(), lr=cfg.optim.lr_placement, fused=True)
+    opts = {name: adam([p], lr=lrs[name], eps=1e-15) for name, p in gaussians.params.items()}
+    opts["program"] = adam(fit.program_parameters(), lr=cfg.optim.lr_program)
+    opts["placement"] = adam(fit.placement_parameters(), lr=cfg.optim.lr_placement)
     if exposure is not None:
-        opts["exposure"] = torch.optim.Adam([exposure], lr=cfg.optim.lr_exposure, fused=True)
+        opts["exposure"] = adam([exposure], lr=cfg.optim.lr_exposure)
     if pose is not None:
-        opts["pose"] = torch.optim.Adam([pose], lr=cfg.optim.lr_pose, fused=True)
+        opts["pose"] = adam([pose], lr=cfg.optim.lr_pose)
     return opts
 
 
