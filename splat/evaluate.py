@@ -149,6 +149,32 @@ class GeometryScores:
 
 
 @dataclass(frozen=True)
+class SizeScores:
+    """Outer width, depth and height of the fitted program against the scan's, in the program's axes
+    (:func:`splat.metrics.outer_size` on both: the program's mesh as the scene's cameras see it, and the
+    scan), metres."""
+
+    source: str  # the scan: "scan.ply" or "train depth fused"
+    fitted: tuple[float, float, float]  # (width, depth, height) of the program's seen surface
+    scan: tuple[float, float, float]  # the same of the scan
+
+    @property
+    def error_cm(self) -> tuple[float, ...]:
+        return tuple((a - b) * 100.0 for a, b in zip(self.fitted, self.scan))
+
+    def as_dict(self) -> dict[str, Any]:
+        err = self.error_cm
+        finite = [abs(e) for e in err if math.isfinite(e)]
+        return {"source": self.source, "fitted_m": [_num(x) for x in self.fitted],
+                "scan_m": [_num(x) for x in self.scan], "error_cm": [_num(x) for x in err],
+                "max_abs_error_cm": _num(max(finite)) if len(finite) == 3 else None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SizeScores":
+        return cls(str(d["source"]), tuple(_nan(x) for x in d["fitted_m"]), tuple(_nan(x) for x in d["scan_m"]))
+
+
+@dataclass(frozen=True)
 class ParamScores:
     """Fitted parameters against the scene's ground truth, over the parameters active in the ground truth."""
 
@@ -216,6 +242,7 @@ class EvalReport:
     geometry_vs_gt_mesh: GeometryScores | None  # None: the scene has no gt_mesh
     geometry_vs_scan: GeometryScores | None  # None: no scan.ply and no train depth
     geometry_vs_test_depth: GeometryScores | None  # the held-out views' depth fused (masked); None: none
+    size_vs_scan: SizeScores | None  # outer size against the scan's; None: no scan
     param_errors: ParamScores | None  # None: no gt_params, or not the run's program's
     settings: EvalOptions  # as used (background resolved to the colour rendered over)
     seconds: float  # wall time of the evaluation
@@ -231,6 +258,7 @@ class EvalReport:
             "geometry_vs_scan": None if self.geometry_vs_scan is None else self.geometry_vs_scan.as_dict(),
             "geometry_vs_test_depth": (None if self.geometry_vs_test_depth is None
                                        else self.geometry_vs_test_depth.as_dict()),
+            "size_vs_scan": None if self.size_vs_scan is None else self.size_vs_scan.as_dict(),
             "param_errors": None if self.param_errors is None else self.param_errors.as_dict(),
             "settings": self.settings.as_dict(),
             "seconds": _num(self.seconds),
@@ -250,7 +278,7 @@ class EvalReport:
             return cls(d["run"], str(d["scene"]), str(d["program"]), dict(d["params"]), int(d["num_gaussians"]),
                        ImageScores.from_dict(d["test"]), part("geometry_vs_gt_mesh", GeometryScores),
                        part("geometry_vs_scan", GeometryScores), part("geometry_vs_test_depth", GeometryScores),
-                       part("param_errors", ParamScores),
+                       part("size_vs_scan", SizeScores), part("param_errors", ParamScores),
                        EvalOptions.from_dict(d["settings"]), _nan(d["seconds"]))
         except (KeyError, TypeError, ValueError) as err:
             raise SplatError(f"malformed evaluation report ({type(err).__name__}: {err})", file=file) from None
@@ -348,6 +376,29 @@ def colour_corrected(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (full @ coef).clamp(0, 1).reshape(pred.shape).to(pred.dtype)
 
 
+def _mesh_as_seen(rm: Any, cameras: Any) -> np.ndarray:
+    """``[N, 3]`` points of a realized mesh (B = 1) where ``cameras`` see it: its depth in each camera,
+    back-projected at the pixel centres (the program's own "scan", for :class:`SizeScores`)."""
+    from splat.ops.mesh_raster import render_mesh
+
+    out = []
+    for cam in cameras:
+        K, vm = np.asarray(cam.K, dtype=np.float64), np.asarray(cam.viewmat, dtype=np.float64)
+        with torch.no_grad():
+            mv = render_mesh(rm.verts[0].detach(), rm.faces, rm.vert_part, rm.face_part,
+                             torch.as_tensor(vm, dtype=rm.verts.dtype), torch.as_tensor(K, dtype=rm.verts.dtype),
+                             cam.width, cam.height, rm.face_active[0])
+        hit = (mv.face >= 0).numpy()
+        rows, cols = np.nonzero(hit)
+        z = mv.depth.detach().numpy().astype(np.float64)[hit]
+        xc = (cols + 0.5 - K[0, 2]) / K[0, 0] * z
+        yc = (rows + 0.5 - K[1, 2]) / K[1, 1] * z
+        cam_pts = np.stack([xc, yc, z], 1)
+        R, t = vm[:3, :3], vm[:3, 3]
+        out.append((cam_pts - t) @ R)  # camera -> world: R^T (x - t)
+    return np.concatenate(out) if out else np.zeros((0, 3))
+
+
 def _geometry_scores(gm: Any, source: str, reference_points: int) -> GeometryScores:
     f = {round(s.tau, 6): s.fscore for s in gm.fscores}
     return GeometryScores(source, int(reference_points), gm.chamfer_l1, gm.chamfer_l2, gm.accuracy,
@@ -393,7 +444,7 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
         SplatError: the program has no active surface at the fitted parameters.
     """
     from splat.data import fuse_depth, read_ply_points, scene_background
-    from splat.metrics import geometry_metrics, sample_mesh
+    from splat.metrics import geometry_metrics, outer_size, sample_mesh
     from splat.render.frames import ViewSettings
 
     t0 = time.perf_counter()
@@ -425,9 +476,11 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
         scan, src = fuse_depth(scene, "train", use_masks=True).double().numpy(), "train depth fused"
     else:
         scan, src = None, ""
-    vs_scan = None
+    vs_scan = size = None
     if scan is not None and len(scan):
         vs_scan = _geometry_scores(geometry_metrics(pred, scan, taus=TAUS), src, len(scan))
+        size = SizeScores(src, tuple(outer_size(_mesh_as_seen(rm, scene.cameras), asset.placement)),
+                          tuple(outer_size(scan, asset.placement)))
     # the held-out views' own points: for a capture, the geometry check no train frame took part in
     vs_test = None
     test_idx = list(scene.split["test"])
@@ -451,6 +504,7 @@ def evaluate_asset(asset: Any, scene: Any, options: EvalOptions = EvalOptions(),
         geometry_vs_gt_mesh=vs_mesh,
         geometry_vs_scan=vs_scan,
         geometry_vs_test_depth=vs_test,
+        size_vs_scan=size,
         param_errors=_param_scores(params, scene, space),
         settings=dataclasses.replace(options, background=background),
         seconds=time.perf_counter() - t0,
@@ -552,6 +606,10 @@ def format_table(report: EvalReport) -> str:
             ("SSIM full / masked", f"{f(t.ssim, '.4f')} / {f(t.ssim_masked, '.4f')}"),
             ("PSNR masked, colour-corrected (dB)", f(t.psnr_masked_cc, '.2f'))]
     rows.append(("depth error in mask, median (cm)", f(t.depth_err_cm, '.2f')))
+    sz = report.size_vs_scan
+    if sz is not None:
+        rows.append(("outer W x D x H (m): fitted / scan",
+                     " x ".join(f(x, '.3f') for x in sz.fitted) + " / " + " x ".join(f(x, '.3f') for x in sz.scan)))
     for g, label in ((report.geometry_vs_gt_mesh, "vs GT mesh"), (report.geometry_vs_scan, "vs scan"),
                      (report.geometry_vs_test_depth, "vs held-out depth")):
         if g is not None:

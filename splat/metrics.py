@@ -1,5 +1,5 @@
 """Evaluation metrics: PSNR and SSIM on images, Chamfer / F-score / normal consistency on geometry,
-and parameter errors of a recovered shape program.
+parameter errors of a recovered shape program, and the outer size of a box-like point set.
 
 Convention:
     Images are channels-last float tensors in [0, max_val], ``[B, H, W, C]`` or a single ``[H, W, C]``
@@ -404,3 +404,58 @@ def _scalar(v) -> float:
             raise ValueError(f"expected one value per parameter, got {v.numel()}")
         v = v.item()
     return float(v)
+
+
+# --------------------------------------------------------------------------------------- outer size
+
+
+class OuterSize(NamedTuple):
+    """Width (x), depth (y) and height (z) of a point set in a box frame, from its faces (metres)."""
+
+    width: float
+    depth: float
+    height: float  # the top face's height above the frame's z = 0 (the floor)
+
+
+def face_position(coord: np.ndarray, *, band: float = 0.08, bin_size: float = 0.0025) -> float:
+    """Where the outermost face along one direction lies: the densest ``bin_size`` bin of ``coord``
+    within ``band`` of its 99.5th percentile (NaN for fewer than 20 values).
+
+    A scanned face is a slab of noisy points, not a plane: sensor noise and pose error spread a fused
+    Kinect face over +-2 cm, so its outermost percentile lies past the face by the spread, while the
+    density peak sits on it. Handles and other small protrusions are sparse and do not move the peak.
+    """
+    c = np.asarray(coord, dtype=np.float64)
+    if c.size < 20:
+        return math.nan
+    top = float(np.percentile(c, 99.5))
+    c = c[c > top - band]
+    counts, edges = np.histogram(c, bins=np.arange(top - band, top + bin_size * 1.5, bin_size))
+    k = int(np.argmax(counts))
+    return float(edges[k] + bin_size / 2)
+
+
+def outer_size(points, frame: np.ndarray | None = None, *, band: float = 0.08) -> OuterSize:
+    """:class:`OuterSize` of ``points [N, 3]`` (world) in a box frame.
+
+    ``frame [4, 4]`` maps the box frame to the world (rotation and translation; a uniform scale is
+    divided out, so sizes stay in world units); None: the world axes. Each face's position is
+    :func:`face_position` of the points in the middle of that face (the 20-80th percentiles along the
+    other two axes, so the edges and whatever stands beside the face do not count): width is +x face
+    - (-x face), depth likewise along y, height the +z face. Measure a fitted program and the scan it was
+    fitted to the same way (e.g. the program's mesh as the same cameras see it) and compare.
+    """
+    p = np.asarray(points.detach().cpu() if isinstance(points, Tensor) else points, dtype=np.float64).reshape(-1, 3)
+    if frame is not None:
+        m = np.asarray(frame, dtype=np.float64)
+        s = float(np.cbrt(abs(np.linalg.det(m[:3, :3]))))
+        p = (p - m[:3, 3]) @ (m[:3, :3] / s)
+    faces = []
+    for axis, signs in ((0, (-1.0, 1.0)), (1, (-1.0, 1.0)), (2, (1.0,))):
+        mid = np.ones(len(p), bool)
+        for a in {0, 1, 2} - {axis}:
+            if len(p):
+                lo, hi = np.percentile(p[:, a], [20, 80])
+                mid &= (p[:, a] > lo) & (p[:, a] < hi)
+        faces.append([sign * face_position(sign * p[mid, axis], band=band) for sign in signs])
+    return OuterSize(faces[0][1] - faces[0][0], faces[1][1] - faces[1][0], faces[2][0])

@@ -145,3 +145,26 @@ def test_colour_moves_a_shifted_depth_silhouette_back_onto_the_object():
     np.testing.assert_array_equal(refined, truth)  # the highlight's pinhole is closed again
     ambiguous = np.full((60, 80, 3), 120, np.uint8)  # no colour difference: the depth's mask stands
     np.testing.assert_array_equal(refine_by_colour(ambiguous, shifted, 3), shifted)
+
+
+def test_colour_outline_wins_over_a_depth_registered_two_pixels_off(capture, isolation):
+    """A Kinect's depth sits a pixel or two off its colour image: where the photo shows the object but
+    the (shifted) depth reads the floor behind it, colour may still add the pixel (``colour_trust``)."""
+    cap, frames = capture
+    gains = []
+    for frame, view in zip(frames, cap.views):
+        if np.any(view.hit >= 2):
+            continue  # occluder or distractor in view: not this test's business
+        truth = view.hit == 1
+        shifted = frame.replace(depth=np.roll(frame.depth, (-2, 2), axis=(0, 1)))
+
+        def iou(settings):
+            m = object_mask(shifted, isolation, settings)
+            return (m & truth).sum() / (m | truth).sum()
+
+        depth_only = iou(IsolateSettings(colour_band=0))
+        trusted = iou(IsolateSettings())
+        untrusted = iou(IsolateSettings(colour_trust=0, colour_passes=1))
+        assert trusted >= untrusted - 1e-9 and trusted > depth_only
+        gains.append(trusted - untrusted)
+    assert len(gains) >= 3 and np.mean(gains) > 0.01

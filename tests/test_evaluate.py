@@ -78,6 +78,11 @@ def test_writes_metrics_with_expected_keys(run_and_scene, tmp_path, capsys):
     assert scan["fscore@1cm"] <= scan["fscore@2cm"] <= scan["fscore@5cm"] <= 1
     assert scan["chamfer_l2"] <= scan["chamfer_l1"]  # distances well under 1 m
     assert scan["normal_consistency"] is None  # a bare point scan has no normals
+    size = m["size_vs_scan"]  # the fitted program as the cameras see it against the scan, same estimator
+    assert size["source"] == scan["source"] and len(size["fitted_m"]) == len(size["scan_m"]) == 3
+    assert size["error_cm"] == pytest.approx([(a - b) * 100 for a, b in zip(size["fitted_m"], size["scan_m"])])
+    assert size["max_abs_error_cm"] == pytest.approx(max(abs(e) for e in size["error_cm"]))
+    assert all(0.1 < x < 2.0 for x in size["scan_m"])
     assert m["geometry_vs_gt_mesh"] is None  # every key present; null where the part does not apply
     assert m["settings"] == {"surface_samples": 2000, "seed": 0, "backend": "auto", "near_plane": 0.01,
                              "background": [1.0, 1.0, 1.0]}

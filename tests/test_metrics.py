@@ -412,3 +412,48 @@ def test_param_errors_bad_input():
     only_inactive = {"m": {"type": "float", "low": 0, "high": 1, "active": False}}
     e = param_errors({}, {}, only_inactive)
     assert math.isnan(e.continuous_mae_pct) and math.isnan(e.discrete_accuracy)
+
+
+def _box_scan(w, d, h, n, noise, rng, handle=True):
+    """Points on the five visible faces of a w x d x h box on z = 0 (no bottom), each face a slab of
+    Gaussian noise; with ``handle``, a sparse bar standing 3 cm off the -y face."""
+    pts = []
+    for axis, size in ((0, w), (1, d)):
+        for sign in (-1, 1):
+            p = rng.uniform([-w / 2, -d / 2, 0], [w / 2, d / 2, h], (n, 3))
+            p[:, axis] = sign * size / 2
+            pts.append(p)
+    top = rng.uniform([-w / 2, -d / 2, h], [w / 2, d / 2, h], (n, 3))
+    pts.append(top)
+    p = np.concatenate(pts)
+    p += rng.normal(0, noise, p.shape)
+    if handle:
+        bar = rng.uniform([-0.06, -d / 2 - 0.03, h / 2 - 0.01], [0.06, -d / 2 - 0.025, h / 2 + 0.01], (n // 40, 3))
+        p = np.concatenate([p, bar])
+    return p
+
+
+def test_outer_size_finds_the_faces_of_a_noisy_scan_not_its_outliers():
+    from splat.metrics import outer_size
+
+    rng = np.random.default_rng(0)
+    p = _box_scan(0.46, 0.81, 0.56, 20000, 0.012, rng)  # Kinect-like: 1.2 cm noise per face
+    s = outer_size(p)
+    assert abs(s.width - 0.46) < 0.004 and abs(s.depth - 0.81) < 0.004 and abs(s.height - 0.56) < 0.004
+    lo, hi = np.percentile(p, 1, axis=0), np.percentile(p, 99, axis=0)
+    assert hi[0] - lo[0] > 0.46 + 0.02  # what the extreme percentiles would have said
+
+
+def test_outer_size_in_a_turned_scaled_frame_is_in_world_units():
+    from splat.maths import placement_matrix
+    from splat.metrics import outer_size
+
+    rng = np.random.default_rng(1)
+    p = _box_scan(0.5, 0.3, 0.7, 8000, 0.002, rng, handle=False)
+    frame = placement_matrix(torch.tensor([0.4, -1.2, 0.0], dtype=torch.float64), torch.tensor(0.7, dtype=torch.float64),
+                             torch.tensor(math.log(1.3), dtype=torch.float64)).numpy()
+    world = p @ frame[:3, :3].T / 1.3 + frame[:3, 3]  # the box turned and moved (not scaled) in the world
+    s = outer_size(world, frame)
+    assert s == pytest.approx((0.5, 0.3, 0.7), abs=0.003)
+    assert outer_size(world).width != pytest.approx(0.5, abs=0.01)  # the world axes are not the box's
+    assert all(math.isnan(v) for v in outer_size(np.zeros((5, 3))))

@@ -47,6 +47,13 @@ class IsolateSettings:
     """Voxel edge of the fused object scan (scan.ply)."""
     colour_band: int = 3
     """Pixels within this distance of the depth silhouette take the label their colour says (0: off)."""
+    colour_trust: int = 2
+    """Within this distance outside the depth silhouette colour may add a pixel even where the sensor reads
+    something behind the object: a Kinect's depth is registered to its colour image only to a pixel or
+    two, so the object's outline in the photo can lie on background readings."""
+    colour_passes: int = 2
+    """Colour refinements in a row, each with colour models of the mask the previous one left (the first
+    pass's models still hold the depth's misregistered edge)."""
     mask_min_fraction: float = 0.002
     """A frame whose object mask covers less than this fraction of the image is dropped."""
     fuse_stride: int = 2
@@ -441,9 +448,10 @@ def object_mask(frame: CaptureFrame, iso: Isolation, settings: IsolateSettings) 
     floor band, in the object's footprint); occluders and background fail that test wherever they are.
     A pixel without a reading is object when the object's scan, drawn into the frame, covers it.
     Pinholes inside the drawn silhouette are closed, then the boundary is moved by up to
-    ``colour_band`` pixels to where the colour says it is (:func:`refine_by_colour`; colour adds only
-    pixels without a reading or with one on the object, so the masked depth stays the object's), and
-    specks under 2% of the largest piece are removed.
+    ``colour_band`` pixels to where the colour says it is (:func:`refine_by_colour`, ``colour_passes``
+    times; colour adds only pixels without a reading, with one on the object, or within ``colour_trust``
+    pixels of the depth's outline, whose registration to the photo is off by a pixel or two), and specks
+    under 2% of the largest piece are removed.
     """
     h, w = frame.height, frame.width
     to_floor = iso.to_floor @ frame.c2w
@@ -463,8 +471,13 @@ def object_mask(frame: CaptureFrame, iso: Isolation, settings: IsolateSettings) 
     agrees = (frame.depth == 0) | (np.abs(frame.depth - drawn) < 2 * iso.voxel)
     mask |= covered & (frame.depth == 0)
     mask |= ndimage.binary_closing(mask, np.ones((3, 3), bool)) & covered & agrees
-    if settings.colour_band > 0:  # colour may add a pixel only where no reading says it is something else
-        mask = refine_by_colour(frame.rgb, mask, settings.colour_band, addable=agrees)
+    if settings.colour_band > 0:
+        # colour may add a pixel where no reading says it is something else, or next to the depth's outline
+        addable = agrees
+        if settings.colour_trust > 0:
+            addable = agrees | ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=settings.colour_trust)
+        for _ in range(settings.colour_passes):
+            mask = refine_by_colour(frame.rgb, mask, settings.colour_band, addable=addable)
     labels, n = ndimage.label(mask, np.ones((3, 3), bool))
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]
