@@ -70,6 +70,11 @@ class StructureConfig:
     captures, whose depth noise hides which face has the drawers or doors."""
     edge_tolerance: float = 0.05
     """With edge_check: turns within this fraction of the best scan score compete."""
+    facade_check: bool = False
+    """Then let the photos lay out the front of a library program that declares one (``facade`` in its
+    params.json: the cabinet's drawer count, top drawer, handle height, doors): a candidate's fronts,
+    gaps and handles against the front face seen by the train views facing it (splat.train.facade). For
+    captures, whose depth sees a flat front whatever the layout."""
 
     def validate(self) -> None:
         """Raise :class:`SplatError` naming the field for an out-of-range value."""

@@ -23,12 +23,14 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class LibraryEntry:
-    """One library program: its name (folder), category, description and folder."""
+    """One library program: its name (folder), category, description and folder; ``facade``: the
+    parameters that lay out its front (-Y) face, which the photos choose (:mod:`splat.train.facade`)."""
 
     name: str
     category: str
     description: str
     path: Path
+    facade: tuple[str, ...] = ()
 
     def load(self) -> ShapeProgram:
         return ShapeProgram.load(self.path)
@@ -41,7 +43,12 @@ def _entry(name: str) -> LibraryEntry:
     description = meta.get("description", "") if isinstance(meta, dict) else ""
     if not isinstance(category, str) or not category:
         raise SplatError(f"expected a non-empty string, got {category!r}", file=path / "params.json", field="category")
-    return LibraryEntry(name, category, str(description), path)
+    facade = meta.get("facade", []) if isinstance(meta, dict) else []
+    names = {p.get("name") for p in meta.get("params", []) if isinstance(p, dict)} if isinstance(meta, dict) else set()
+    if not isinstance(facade, list) or not all(isinstance(n, str) and n in names for n in facade):
+        raise SplatError(f"expected a list of the program's parameter names, got {facade!r}",
+                         file=path / "params.json", field="facade")
+    return LibraryEntry(name, category, str(description), path, tuple(facade))
 
 
 def categories() -> tuple[str, ...]:
@@ -63,6 +70,12 @@ def library(category: str | None = None, *, field: str = "--category") -> tuple[
         known = ", ".join(sorted({e.category for e in entries}))
         raise SplatError(f"unknown program category {category!r} (categories: {known})", field=field)
     return chosen
+
+
+def facade_params(name: str) -> tuple[str, ...]:
+    """The parameters that lay out library program ``name``'s front (``()`` for a program outside the
+    library or without a ``facade`` declaration)."""
+    return _entry(name).facade if name in available_programs() else ()
 
 
 def entry(name: str, *, field: str = "NAME") -> LibraryEntry:

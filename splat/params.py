@@ -58,6 +58,7 @@ class Param:
     requires: tuple[Condition, ...] = ()
     group: str | None = None
     labels: tuple[str, ...] | None = None
+    scan_blind: bool = False  # a depth scan cannot fit it: the search holds its default, photo checks set it
 
     @property
     def continuous(self) -> bool:
@@ -181,6 +182,8 @@ class ParamSpace:
                 d["group"] = p.group
             if p.labels:
                 d["labels"] = list(p.labels)
+            if p.scan_blind:
+                d["scan_blind"] = True
             out.append(d)
         return {"format": FORMAT, "params": out}
 
@@ -354,10 +357,13 @@ class ParamSpace:
 
     def sample(self, n: int, generator: torch.Generator, *, dtype: torch.dtype = torch.float64,
                device: torch.device | str = "cpu") -> dict[str, Tensor]:
-        """``n`` valid random assignments (uniform over each range, inactive ones included)."""
+        """``n`` valid random assignments (uniform over each range, inactive ones included; a
+        ``scan_blind`` parameter at its default: these are the shapes a scan can be fitted to)."""
         out = {}
         for p in self.params:
-            if p.type == "float":
+            if p.scan_blind:
+                out[p.name] = _constant(p, n, dtype, device)
+            elif p.type == "float":
                 u = torch.rand(n, generator=generator, dtype=torch.float64)
                 out[p.name] = (p.low + u * (p.high - p.low)).clamp(p.low, p.high).to(dtype=dtype, device=device)
             elif p.type == "int":
@@ -365,6 +371,14 @@ class ParamSpace:
             else:
                 out[p.name] = (torch.rand(n, generator=generator) < 0.5).to(device)
         return out
+
+
+def _constant(p: Param, n: int, dtype: torch.dtype, device) -> Tensor:
+    if p.type == "float":
+        return torch.full((n,), float(p.default), dtype=dtype, device=device)
+    if p.type == "int":
+        return torch.full((n,), int(p.default), dtype=torch.int64, device=device)
+    return torch.full((n,), bool(p.default), dtype=torch.bool, device=device)
 
 
 def _parse_cond(entry, file, fld, negate: bool = False) -> Condition:
@@ -421,7 +435,10 @@ def _parse_param(fld: str, e: Any, group: str | None, file) -> Param:
     g = e.get("group", group)
     if g is not None and not isinstance(g, str):
         raise SplatError("expected a string", file=file, field=fld + ".group")
-    return Param(name, t, lo, hi, default, tuple(reqs), g, labels)
+    blind = e.get("scan_blind", False)
+    if not isinstance(blind, bool):
+        raise SplatError(f"expected true or false, got {blind!r}", file=file, field=fld + ".scan_blind")
+    return Param(name, t, lo, hi, default, tuple(reqs), g, labels, blind)
 
 
 def _flatten_sp(params: dict, fld: str, group: str | None, file, depth: int = 0):

@@ -66,8 +66,9 @@ def tum_cabinet() -> TrainConfig:
         base,
         scene="tum_cabinet",
         # the Kinect's depth cannot tell which face has the drawers (fronts and handles stand out by
-        # 1-2.5 cm, about its noise: every quarter turn scores within 2%), the photos can
-        structure=dataclasses.replace(base.structure, edge_check=True),
+        # 1-2.5 cm, about its noise: every quarter turn scores within 2%), the photos can; nor how many
+        # drawers there are (the search's count is its population's chance): the front seen in the photos
+        structure=dataclasses.replace(base.structure, edge_check=True, facade_check=True),
         optim=dataclasses.replace(
             base.optim,
             # Kinect auto-exposure and white balance drift over the loop: one affine colour correction

@@ -202,3 +202,24 @@ def test_cli_on_a_scene_fuses_its_depth(tmp_path, box):
         with pytest.raises(SystemExit) as e:  # exactly one of --scene / --points
             run_cli(lambda: main(["--program", str(program), "--out", str(out), *sources]))
         assert e.value.code == 2
+
+
+def test_scan_blind_parameters_are_held_at_their_defaults():
+    """The cabinet's Handle Height (where a handle sits on its front) is ``scan_blind``: no gene, its
+    default in every decoded genome and in every random sample (the photos set it, splat.train.facade)."""
+    from splat.params import ParamSpace
+
+    cabinet = load_program("cabinet")
+    assert cabinet.space["Handle Height"].scan_blind and not cabinet.space["Drawer Count"].scan_blind
+    gs = GenomeSpace(cabinet.space, PlacementBox((-1, -1, 0), (1, 1, 0.1), yaw_range=0.5))
+    assert "Handle Height" not in gs.gene_names and "Top Drawer Ratio" in gs.gene_names
+    pop = gs.random(8, torch.Generator().manual_seed(0))
+    assert torch.all(gs.params(pop)["Handle Height"] == cabinet.space["Handle Height"].default)
+    samples = cabinet.space.sample(16, torch.Generator().manual_seed(0))
+    assert torch.all(samples["Handle Height"] == 0.5) and samples["Width"].std() > 0.1
+    again = ParamSpace.from_dict(cabinet.space.to_dict())
+    assert again["Handle Height"].scan_blind
+    bad = cabinet.space.to_dict()
+    bad["params"][-1]["scan_blind"] = "yes"
+    with pytest.raises(SplatError, match="true or false"):
+        ParamSpace.from_dict(bad)

@@ -139,9 +139,13 @@ class GenomeSpace:
             _check_param(p, file)
         self.space = space
         self.placement = placement
-        self.discrete: tuple[Param, ...] = tuple(p for p in space if p.type != "float" and p.low != p.high)
-        self.continuous: tuple[Param, ...] = tuple(p for p in space if p.type == "float" and p.high > p.low)
-        self.fixed: dict[str, Any] = {p.name: p.low for p in space if p.type != "bool" and p.low == p.high}
+        # a parameter the scan cannot fit (``scan_blind``: where a handle sits on its front) is held at its
+        # default like one whose range is a single value; the photos set it later (splat.train.facade)
+        searched = [p for p in space if not p.scan_blind]
+        self.discrete: tuple[Param, ...] = tuple(p for p in searched if p.type != "float" and p.low != p.high)
+        self.continuous: tuple[Param, ...] = tuple(p for p in searched if p.type == "float" and p.high > p.low)
+        self.fixed: dict[str, Any] = {p.name: p.low for p in searched if p.type != "bool" and p.low == p.high}
+        self.fixed.update({p.name: p.default for p in space if p.scan_blind})
         if not self.discrete and not self.continuous:
             raise SplatError("the parameter space has no parameter with a non-empty range to search", file=file,
                              field="params")
@@ -175,6 +179,8 @@ class GenomeSpace:
             p = self.space[name]
             if p.type == "float":
                 out[name] = torch.full((b,), float(v), dtype=dtype, device=device)
+            elif p.type == "bool":
+                out[name] = torch.full((b,), bool(v), dtype=torch.bool, device=device)
             else:
                 out[name] = torch.full((b,), int(v), dtype=torch.int64, device=device)
         return out

@@ -105,6 +105,17 @@ def _outcome(program: ShapeProgram, res: Any, data: TrainData, cfg: TrainConfig,
         assignment, placement, edges = edge_check(program, assignment, placement.detach(), data, settings, views,
                                                   tolerance=cfg.structure.edge_tolerance, seed=cfg.seed)
         info.update({f"edges_{k}": v for k, v in edges.items()})
+    if cfg.structure.facade_check:
+        from splat.library import facade_params
+
+        names = list(facade_params(program.name))
+        if names:
+            from splat.train.facade import facade_check
+
+            settings, views = _search_inputs(data, cfg)
+            assignment, facade = facade_check(program, assignment, placement.detach(), data, settings, views,
+                                              names=names, tolerance=cfg.structure.edge_tolerance, seed=cfg.seed)
+            info.update({f"facade_{k}": v for k, v in facade.items() if k != "params"})
     return SearchOutcome(assignment, placement.detach(), info)
 
 
