@@ -14,13 +14,14 @@ and doors). The check then:
    each cell the median, over the train views that face the front (``min_cos``), of the grey value the
    cell projects to, where the view's sensor depth says the cell is visible and its mask holds it, each
    view divided by its own median over the face (auto-exposure); its features are
-   ``|facade - blur(facade, feature_sigma)|``: whatever stands out from the surface around it, darker or
-   lighter;
+   ``max(blur(facade, feature_sigma) - facade, 0)``: whatever is darker than the surface around it (the
+   shadows in gaps and under handles);
 2. predicts each candidate's features from its geometry: the candidate (the winner with the declared
    parameters changed: integers and booleans over their ranges, floats on ``float_steps`` values) seen
    orthographically from the front, a feature wherever the relief steps by more than ``step`` (the
-   outline of every front, handle and gap) or stands out of the front plane by more than ``step``
-   (handles), blurred by ``predict_sigma``;
+   outline of every front, handle and gap), blurred by ``predict_sigma``, plus what stands out of the
+   front plane by more than ``step`` (handles) as blobs (``blob_sigma``, weight ``blob_gain``: a real
+   handle and its recess are larger than the model's bar);
 3. scores each candidate by the normalised cross-correlation of the two feature maps inside the face
    (without a ``border`` that every candidate shares), and takes the best one (if the photos say
    enough: ``min_score``, and clearly: ``margin`` over the winner's own layout) whose depth-scan score,
@@ -139,10 +140,14 @@ class Facade:
         else:
             img = torch.ones(nz * nx, dtype=torch.float64)
         self.image = img.view(nz, nx)
-        self.features = (self.image - _blur(self.image, feature_sigma / cell)).abs()
+        # features: what is darker than the surface around it: the shadows in the gaps between fronts,
+        # under and inside handles (a light metal handle casts one too); |difference| also took the
+        # light edges of the fronts and the floor's glare at the foot, and chose 5 or 1 drawers for the
+        # TUM cabinet's 4 with some placements of the same fit
+        self.features = (_blur(self.image, feature_sigma / cell) - self.image).clamp_min(0)
 
     def predicted(self, program: ShapeProgram, assignment: dict[str, Any], *, step: float = 0.004,
-                  predict_sigma: float = 0.01) -> Tensor:
+                  predict_sigma: float = 0.01, blob_sigma: float = 0.015, blob_gain: float = 4.0) -> Tensor:
         """The feature map a candidate predicts (step 2 of the module docstring), ``[nz, nx]``."""
         from splat.ops.mesh_raster import render_mesh
 
@@ -165,8 +170,13 @@ class Facade:
         gz = torch.zeros_like(relief)
         gx[:, 1:] = (relief[:, 1:] - relief[:, :-1]).abs()
         gz[1:] = (relief[1:] - relief[:-1]).abs()
-        feat = ((gx > step) | (gz > step) | (relief < -step)).double()
-        return _blur(feat, predict_sigma / self.cell)
+        edges = ((gx > step) | (gz > step)).double()
+        out = _blur(edges, predict_sigma / self.cell)
+        if blob_sigma > 0:  # what stands out (handles) as a blob: a real handle is larger than the model's bar
+            out = out + _blur((relief < -step).double(), blob_sigma / self.cell) * blob_gain
+        else:
+            out = torch.maximum(out, _blur((relief < -step).double(), predict_sigma / self.cell))
+        return out
 
     def score(self, predicted: Tensor, border: float = 0.025) -> float:
         b = int(round(border / self.cell))
