@@ -163,8 +163,8 @@ def test_colour_outline_wins_over_a_depth_registered_two_pixels_off(capture, iso
             return (m & truth).sum() / (m | truth).sum()
 
         depth_only = iou(IsolateSettings(colour_band=0))
-        trusted = iou(IsolateSettings())
-        untrusted = iou(IsolateSettings(colour_trust=0, colour_passes=1))
+        trusted = iou(IsolateSettings(colour_trust=2, colour_passes=2))
+        untrusted = iou(IsolateSettings())  # the default: colour adds no pixel the depth disagrees with
         assert trusted >= untrusted - 1e-9 and trusted > depth_only
         gains.append(trusted - untrusted)
     assert len(gains) >= 3 and np.mean(gains) > 0.01

@@ -50,6 +50,12 @@ class ImportConfig:
     """Find the object automatically: the cluster above the floor the cameras look at (the default without --crop)."""
     max_depth: Optional[float] = None
     """Ignore depth readings beyond this many metres (not fused, not written)."""
+    colour_trust: int = 0
+    """Let the photo's colour extend the mask up to this many pixels past the depth's outline, where the
+    sensor reads the background (a Kinect's depth is registered to its colour to a pixel or two). Helps a
+    plain object on a plain floor (TUM cabinet); hurt on textured floors with clutter (capture-like scenes)."""
+    colour_passes: int = 1
+    """Colour refinements of each mask in a row (2 with --colour-trust on a plain floor)."""
     downscale: int = 1
     """Write frames at 1/N resolution (colour area-averaged, depth by lower median, intrinsics scaled)."""
     depth_check_threshold: Optional[float] = None
@@ -90,7 +96,8 @@ def settings_from_config(cfg: ImportConfig, command: str | None = None):
         reader=ReaderOptions(intrinsics=cfg.intrinsics, depth_unit=cfg.depth_unit,
                              time_tolerance=cfg.time_tolerance, skip_unmatched=cfg.skip_unmatched),
         check=DepthCheckSettings(threshold=cfg.depth_check_threshold),
-        isolate=IsolateSettings(crop=cfg.crop, max_depth=cfg.max_depth),
+        isolate=IsolateSettings(crop=cfg.crop, max_depth=cfg.max_depth, colour_trust=cfg.colour_trust,
+                                colour_passes=cfg.colour_passes),
         command=command)
 
 
