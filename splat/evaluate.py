@@ -383,19 +383,11 @@ def _mesh_as_seen(rm: Any, cameras: Any) -> np.ndarray:
 
     out = []
     for cam in cameras:
-        K, vm = np.asarray(cam.K, dtype=np.float64), np.asarray(cam.viewmat, dtype=np.float64)
         with torch.no_grad():
             mv = render_mesh(rm.verts[0].detach(), rm.faces, rm.vert_part, rm.face_part,
-                             torch.as_tensor(vm, dtype=rm.verts.dtype), torch.as_tensor(K, dtype=rm.verts.dtype),
-                             cam.width, cam.height, rm.face_active[0])
-        hit = (mv.face >= 0).numpy()
-        rows, cols = np.nonzero(hit)
-        z = mv.depth.detach().numpy().astype(np.float64)[hit]
-        xc = (cols + 0.5 - K[0, 2]) / K[0, 0] * z
-        yc = (rows + 0.5 - K[1, 2]) / K[1, 1] * z
-        cam_pts = np.stack([xc, yc, z], 1)
-        R, t = vm[:3, :3], vm[:3, 3]
-        out.append((cam_pts - t) @ R)  # camera -> world: R^T (x - t)
+                             torch.as_tensor(cam.viewmat, dtype=rm.verts.dtype),
+                             torch.as_tensor(cam.K, dtype=rm.verts.dtype), cam.width, cam.height, rm.face_active[0])
+        out.append(cam.backproject(mv.depth.numpy(), valid=(mv.face >= 0).numpy()))
     return np.concatenate(out) if out else np.zeros((0, 3))
 
 

@@ -362,7 +362,7 @@ class ParamSpace:
         out = {}
         for p in self.params:
             if p.scan_blind:
-                out[p.name] = _constant(p, n, dtype, device)
+                out[p.name] = constant_batch(p, p.default, n, dtype=dtype, device=device)
             elif p.type == "float":
                 u = torch.rand(n, generator=generator, dtype=torch.float64)
                 out[p.name] = (p.low + u * (p.high - p.low)).clamp(p.low, p.high).to(dtype=dtype, device=device)
@@ -373,12 +373,14 @@ class ParamSpace:
         return out
 
 
-def _constant(p: Param, n: int, dtype: torch.dtype, device) -> Tensor:
+def constant_batch(p: Param, value: Any, n: int, *, dtype: torch.dtype = torch.float64,
+                   device: torch.device | str = "cpu") -> Tensor:
+    """``[n]`` copies of ``value`` as parameter ``p``'s batch tensor (float: ``dtype``; int: int64; bool)."""
     if p.type == "float":
-        return torch.full((n,), float(p.default), dtype=dtype, device=device)
+        return torch.full((n,), float(value), dtype=dtype, device=device)
     if p.type == "int":
-        return torch.full((n,), int(p.default), dtype=torch.int64, device=device)
-    return torch.full((n,), bool(p.default), dtype=torch.bool, device=device)
+        return torch.full((n,), int(value), dtype=torch.int64, device=device)
+    return torch.full((n,), bool(value), dtype=torch.bool, device=device)
 
 
 def _parse_cond(entry, file, fld, negate: bool = False) -> Condition:

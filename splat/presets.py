@@ -130,11 +130,12 @@ def capture_like(scene: str) -> TrainConfig:
     # the joint stage of the tum_cabinet preset before its photos asked for more (1000 steps, SH degree 0,
     # the mask's outer 2 px left out): with tum_cabinet's 3000 steps, SH 3 and whole mask the chair's
     # parameters drifted (MAE 4.1% -> 8.7% of range, Arm Width 26%; bench/RESULTS.md 2026-12-01 09:58)
+    schedule = chair()
     return dataclasses.replace(
         base, scene=scene,
-        optim=dataclasses.replace(base.optim, steps=1000),
-        gaussians=dataclasses.replace(base.gaussians, sh_degree=0),
-        densify=dataclasses.replace(base.densify, stop=800),
+        optim=dataclasses.replace(base.optim, steps=schedule.optim.steps),
+        gaussians=dataclasses.replace(base.gaussians, sh_degree=schedule.gaussians.sh_degree),
+        densify=schedule.densify,
         loss=dataclasses.replace(base.loss, mesh_silhouette=1.0, mesh_silhouette_mode="carve", mask_erode=2))
 
 

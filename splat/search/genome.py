@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
-from splat.params import Param, ParamSpace
+from splat.params import Param, ParamSpace, constant_batch
 
 PLACEMENT_GENES = ("Translation X", "Translation Y", "Translation Z", "Yaw", "Log Scale")
 
@@ -176,13 +176,7 @@ class GenomeSpace:
         for j, p in enumerate(self.continuous):
             out[p.name] = (p.low + cont[:, j].clamp(0, 1) * (p.high - p.low)).to(dtype=dtype, device=device)
         for name, v in self.fixed.items():
-            p = self.space[name]
-            if p.type == "float":
-                out[name] = torch.full((b,), float(v), dtype=dtype, device=device)
-            elif p.type == "bool":
-                out[name] = torch.full((b,), bool(v), dtype=torch.bool, device=device)
-            else:
-                out[name] = torch.full((b,), int(v), dtype=torch.int64, device=device)
+            out[name] = constant_batch(self.space[name], v, b, dtype=dtype, device=device)
         return out
 
     def placement_of(self, cont: Tensor, *, dtype=torch.float32, device="cpu") -> Placement:

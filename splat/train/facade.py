@@ -40,11 +40,12 @@ import math
 import time
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from splat.metrics import face_position, gaussian_window
+from splat.ops import sample_surface
 from splat.program import ShapeProgram
 from splat.train.data import TrainData
 
@@ -54,9 +55,7 @@ def _blur(a: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return a
     r = max(1, int(math.ceil(3 * sigma)))
-    x = torch.arange(-r, r + 1, dtype=a.dtype)
-    g = torch.exp(-0.5 * (x / sigma) ** 2)
-    g = g / g.sum()
+    g = gaussian_window(2 * r + 1, sigma, dtype=a.dtype)
     out = F.conv2d(F.pad(a[None, None], (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
     out = F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
     return out[0, 0]
@@ -74,15 +73,11 @@ class Facade:
     def __init__(self, program: ShapeProgram, assignment: dict[str, Any], placement: Tensor, data: TrainData, *,
                  cell: float = 0.004, min_cos: float = 0.5, visible_margin: float = 0.03,
                  feature_sigma: float = 0.03):
-        from splat.metrics import face_position
-
         self.cell = cell
         rm = program.evaluate(assignment, dtype=torch.float64).realize()
         verts = rm.verts[0][torch.unique(rm.faces[rm.face_active[0]])].numpy()
         lo, hi = verts.min(0), verts.max(0)
         # the front plane: where most of the front's surface is (handles stand further out, sparsely)
-        from splat.ops import sample_surface
-
         s = sample_surface(rm.verts, rm.faces, 20000, torch.Generator().manual_seed(0), face_active=rm.face_active)
         p = s.points[0].numpy()
         mid = ((p[:, 0] > lo[0] + 0.2 * (hi[0] - lo[0])) & (p[:, 0] < hi[0] - 0.2 * (hi[0] - lo[0]))

@@ -98,24 +98,25 @@ def _outcome(program: ShapeProgram, res: Any, data: TrainData, cfg: TrainConfig,
         assignment, check = refine_structure(program, assignment, placement.detach(), data, seed=cfg.seed)
         info.update({f"check_{k}": v for k, v in check.items()})
         info["check_seconds"] = time.perf_counter() - t1
-    if cfg.structure.edge_check:
-        from splat.train.edges import edge_check
-
-        settings, views = _search_inputs(data, cfg)
-        assignment, placement, edges = edge_check(program, assignment, placement.detach(), data, settings, views,
-                                                  tolerance=cfg.structure.edge_tolerance, seed=cfg.seed)
-        info.update({f"edges_{k}": v for k, v in edges.items()})
+    names = []
     if cfg.structure.facade_check:
         from splat.library import facade_params
 
         names = list(facade_params(program.name))
-        if names:
-            from splat.train.facade import facade_check
+    if cfg.structure.edge_check or names:
+        settings, views = _search_inputs(data, cfg)  # both checks refine against the scan with these
+    if cfg.structure.edge_check:
+        from splat.train.edges import edge_check
 
-            settings, views = _search_inputs(data, cfg)
-            assignment, facade = facade_check(program, assignment, placement.detach(), data, settings, views,
-                                              names=names, tolerance=cfg.structure.edge_tolerance, seed=cfg.seed)
-            info.update({f"facade_{k}": v for k, v in facade.items() if k != "params"})
+        assignment, placement, edges = edge_check(program, assignment, placement.detach(), data, settings, views,
+                                                  tolerance=cfg.structure.edge_tolerance, seed=cfg.seed)
+        info.update({f"edges_{k}": v for k, v in edges.items()})
+    if names:
+        from splat.train.facade import facade_check
+
+        assignment, facade = facade_check(program, assignment, placement.detach(), data, settings, views,
+                                          names=names, tolerance=cfg.structure.edge_tolerance, seed=cfg.seed)
+        info.update({f"facade_{k}": v for k, v in facade.items() if k != "params"})
     return SearchOutcome(assignment, placement.detach(), info)
 
 
